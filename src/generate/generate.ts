@@ -1,0 +1,190 @@
+/**
+ * The decode loop: prefill the prompts, then one recurrent step per new token. Sampling is a backend op
+ * and sampled ids stay on the backend (they feed the next step's embedding there); the loop reads ids
+ * back every `backend.stepsPerRead` steps, which is every step on js and wasm and several on webgpu.
+ *
+ * @module
+ */
+
+import type { Backend, SamplingParams, Tensor } from "../backends/backend.ts";
+import { InputError } from "../errors.ts";
+import { checkIds, type Network, PREFILL_CHUNK } from "../model/network.ts";
+import type { State } from "../model/state.ts";
+
+/** Options of generateIds and generate. */
+export interface GenerateOptions extends Partial<SamplingParams> {
+  /** new tokens per sequence, at most (default 64) */
+  maxNewTokens?: number;
+  /** ids that end a sequence (included in its output), besides eos */
+  stopIds?: number[];
+  /** text that ends the generation (generate only; not included in the output) */
+  stop?: string[];
+  /** keep going past the model's eos token (default false) */
+  ignoreEos?: boolean;
+  /** aborts generation; the call rejects with the signal's reason */
+  signal?: AbortSignal;
+  /**
+   * Continue from this state (updated in place) instead of an empty one. Afterwards it has read the
+   * prompt and every generated token but the last, so feeding that last token continues the text.
+   */
+  state?: State;
+}
+
+/** New ids since the previous chunk, per sequence, and which sequences are done. */
+export interface DecodeChunk {
+  ids: number[][];
+  done: boolean[];
+}
+
+/** Sampling parameters from options, checked. */
+export function samplingParams(o: GenerateOptions): SamplingParams {
+  const p: SamplingParams = {
+    temperature: o.temperature ?? 0,
+    topK: o.topK ?? 0,
+    topP: o.topP ?? 1,
+    minP: o.minP ?? 0,
+    repetitionPenalty: o.repetitionPenalty ?? 1,
+    seed: o.seed ?? 0,
+  };
+  const bad = (field: string, expected: string, value: unknown): never => {
+    throw new InputError(`Cannot generate: option "${field}" is ${value}, expected ${expected}`);
+  };
+  if (!(p.temperature >= 0) || !Number.isFinite(p.temperature)) {
+    bad("temperature", "a number >= 0", p.temperature);
+  }
+  if (!Number.isInteger(p.topK) || p.topK < 0) bad("topK", "an integer >= 0", p.topK);
+  if (!(p.topP > 0 && p.topP <= 1)) bad("topP", "a number in (0, 1]", p.topP);
+  if (!(p.minP >= 0 && p.minP < 1)) bad("minP", "a number in [0, 1)", p.minP);
+  if (!(p.repetitionPenalty > 0) || !Number.isFinite(p.repetitionPenalty)) {
+    bad("repetitionPenalty", "a number > 0", p.repetitionPenalty);
+  }
+  if (!Number.isInteger(p.seed) || p.seed < 0 || p.seed > 0xffffffff) {
+    bad("seed", "an integer in [0, 2^32)", p.seed);
+  }
+  return p;
+}
+
+/**
+ * Generates from `prompts` (one id list per sequence; lengths may differ), yielding new ids as they are
+ * read back. Stops at maxNewTokens, eos (unless ignoreEos), stopIds, or when `stopNow` says so.
+ */
+export async function* decode(
+  net: Network,
+  prompts: number[][],
+  opts: GenerateOptions,
+  eosId?: number,
+): AsyncGenerator<DecodeChunk, void, boolean | undefined> {
+  const be = net.backend;
+  const c = net.config;
+  const params = samplingParams(opts);
+  const maxNew = opts.maxNewTokens ?? 64;
+  if (!Number.isInteger(maxNew) || maxNew < 0) {
+    throw new InputError(`Cannot generate: option "maxNewTokens" is ${maxNew}, expected an integer >= 0`);
+  }
+  if (prompts.length === 0) throw new InputError("Cannot generate: no prompts, expected at least one");
+  prompts.forEach((p, i) => checkIds(p, c.vocabSize, `prompt ${i}`));
+  for (const id of opts.stopIds ?? []) checkIds([id], c.vocabSize, "stopIds");
+  const b = prompts.length;
+  if (opts.state && opts.state.batch !== b) {
+    throw new InputError(
+      `Cannot generate: state holds ${opts.state.batch} sequences, expected ${b} (one per prompt)`,
+    );
+  }
+  if (maxNew === 0) return;
+  opts.signal?.throwIfAborted();
+
+  const stops = new Set(opts.stopIds ?? []);
+  if (eosId !== undefined && !opts.ignoreEos) stops.add(eosId);
+  const state = opts.state ?? net.newState(b);
+  const k = Math.max(1, be.stepsPerRead);
+  const tokens = be.zeros([k + 1, b], "i32"); // (rows, b): row 0 holds the last sampled ids
+  const last = be.zeros([b, c.dModel]); // (b, d)
+  const normed = be.zeros([b, c.dModel]); // (b, d)
+  const logits = be.zeros([b, c.vocabSize]); // (b, v)
+  const seen = params.repetitionPenalty !== 1 ? markSeen(be, prompts, c.vocabSize) : undefined;
+  try {
+    prefill(net, state, prompts, last);
+    net.head(logits, normed, last);
+    be.sample({ out: tokens, outRow: 0, logits, params, step: state.draws++, seen });
+    const done = new Array<boolean>(b).fill(false);
+    let produced = 0;
+    let fromRow = 0; // first row of `tokens` not yet read
+    let rows = 1; // rows sampled in this cycle
+    while (true) {
+      const got = await be.readIds(tokens);
+      const chunk: DecodeChunk = { ids: prompts.map(() => []), done };
+      for (let r = fromRow; r < rows && produced < maxNew; r++, produced++) {
+        for (let i = 0; i < b; i++) {
+          if (done[i]) continue;
+          const id = got[r * b + i];
+          chunk.ids[i].push(id);
+          if (stops.has(id)) done[i] = true;
+        }
+      }
+      if (produced >= maxNew) done.fill(true);
+      const stopNow = yield chunk;
+      if (stopNow || done.every(Boolean)) return;
+      opts.signal?.throwIfAborted();
+      // Next cycle: step on the newest sampled row, sampling into rows 1..steps.
+      if (rows > 1 || fromRow > 0) be.copy(tokens, tokens, 0, (rows - 1) * b, b);
+      const steps = Math.min(k, maxNew - produced);
+      const ws1 = net.run(state, tokens, 0, b, 1); // consumes row 0
+      net.head(logits, normed, ws1.hidden);
+      be.sample({ out: tokens, outRow: 1, logits, params, step: state.draws++, seen });
+      for (let s = 1; s < steps; s++) {
+        const ws = net.run(state, tokens, s * b, b, 1);
+        net.head(logits, normed, ws.hidden);
+        be.sample({ out: tokens, outRow: s + 1, logits, params, step: state.draws++, seen });
+      }
+      fromRow = 1;
+      rows = steps + 1;
+    }
+  } finally {
+    for (const t of [tokens, last, normed, logits, seen]) if (t) be.free(t);
+    if (!opts.state) state.dispose();
+  }
+}
+
+/** A (b, v) tensor with 1 at every prompt token, for the repetition penalty. */
+function markSeen(be: Backend, prompts: number[][], v: number): Tensor {
+  const data = new Float32Array(prompts.length * v);
+  prompts.forEach((p, i) => p.forEach((id) => (data[i * v + id] = 1)));
+  const t = be.zeros([prompts.length, v]);
+  be.write(t, data);
+  return t;
+}
+
+/**
+ * Runs every prompt through the network from `state`, leaving the last position's hidden state of each
+ * sequence in `last` (b, d). Prompts of one length run as a batch; others one by one.
+ */
+export function prefill(net: Network, state: State, prompts: number[][], last: Tensor): void {
+  const be = net.backend;
+  const d = net.config.dModel;
+  const b = prompts.length;
+  const sameLength = prompts.every((p) => p.length === prompts[0].length);
+  if (sameLength) {
+    const l = prompts[0].length;
+    for (let t0 = 0; t0 < l; t0 += PREFILL_CHUNK) {
+      const lc = Math.min(PREFILL_CHUNK, l - t0);
+      const ids = be.zeros([b * lc], "i32");
+      be.write(ids, Int32Array.from(prompts.flatMap((p) => p.slice(t0, t0 + lc))));
+      const ws = net.run(state, ids, 0, b, lc); // (b, lc, d)
+      be.free(ids);
+      if (t0 + lc === l) {
+        for (let i = 0; i < b; i++) be.copy(last, ws.hidden, i * d, (i * lc + lc - 1) * d, d);
+      }
+    }
+    return;
+  }
+  for (let i = 0; i < b; i++) {
+    const one = net.newState(1);
+    one.copySequence(state, i, 0);
+    const lastOne = be.zeros([1, d]);
+    prefill(net, one, [prompts[i]], lastOne);
+    state.copySequence(one, 0, i);
+    be.copy(last, lastOne, i * d, 0, d);
+    be.free(lastOne);
+    one.dispose();
+  }
+}
