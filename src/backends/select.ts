@@ -30,6 +30,7 @@ interface Candidate {
   probe(opts: BackendOptions): Promise<string | undefined>;
 }
 
+/** In order of preference for `auto`: the fastest first, js (always available) last. */
 const CANDIDATES: Candidate[] = [
   {
     name: "js",
@@ -44,11 +45,6 @@ const CANDIDATES: Candidate[] = [
     probe: () => Promise.resolve(undefined),
   },
 ];
-
-/** Registers another backend; faster ones are registered first so that `auto` prefers them. */
-export function registerBackend(c: Candidate): void {
-  CANDIDATES.splice(CANDIDATES.findIndex((x) => x.name === "js"), 0, c);
-}
 
 /** Creates the backend the options ask for. */
 export async function createBackend(opts: BackendOptions = {}): Promise<Backend> {
