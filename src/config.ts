@@ -166,7 +166,7 @@ function fromHf(json: Json, file: string): ModelConfig {
 function fromOriginal(json: Json, file: string): ModelConfig {
   const f = new Fields(json, file);
   const dModel = f.int("d_model");
-  const dIntermediate = f.optInt("d_intermediate", 0);
+  const dIntermediate = json.d_intermediate ?? 0;
   if (dIntermediate !== 0) {
     throw new ConfigError(
       `Cannot read ${file}: field "d_intermediate" is ${dIntermediate}, expected 0 (MLP layers are not supported)`,

@@ -24,7 +24,7 @@ export function memorySource(files: Record<string, Uint8Array>, name = "memory")
 /** A local directory, by path or file: URL. */
 export function dirSource(dir: string | URL): ModelSource {
   const base = typeof dir === "string" ? dir.replace(/\/+$/, "") : dir;
-  const name = typeof base === "string" ? base : decodeURIComponent(base.pathname);
+  const name = typeof base === "string" ? base : decodeURIComponent(base.pathname).replace(/\/+$/, "");
   return {
     name,
     async read(file) {

@@ -1,0 +1,3 @@
+import { fixtureSuite } from "../_model_suite.ts";
+
+fixtureSuite({ backend: "js" });
