@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ConfigError, InputError, loadModel, ModelLoadError, StateError } from "../../mod.ts";
 import { readSafetensors, writeSafetensors } from "../../src/io/safetensors.ts";
-import { FIXTURES } from "../_fixtures.ts";
+import { assertClose, expected, FIXTURES } from "../_fixtures.ts";
 
 const TINY = new URL("mamba-tiny/hf/", FIXTURES);
 
@@ -224,5 +224,25 @@ Deno.test("restoreState() refuses corrupt, truncated and foreign bytes", async (
   } finally {
     await model.dispose();
     await other.dispose();
+  }
+});
+
+Deno.test("loadModel() reads safetensors beside an original state-spaces config.json", async () => {
+  for (const name of ["mamba-tiny", "mamba2-tiny"]) {
+    const files = {
+      "config.json": await Deno.readFile(new URL(`${name}/original/config.json`, FIXTURES)),
+      "model.safetensors": await Deno.readFile(new URL(`${name}/hf/model.safetensors`, FIXTURES)),
+    };
+    const original = await loadModel({ files, name }, quiet);
+    const hf = await loadModel(new URL(`${name}/hf/`, FIXTURES), quiet);
+    try {
+      const e = await expected(name);
+      const r = await original.forward(e.inputIds);
+      assertClose(r.logits, e.logits, `${name} logits`);
+      assert.deepEqual(r.logits, (await hf.forward(e.inputIds)).logits);
+    } finally {
+      await original.dispose();
+      await hf.dispose();
+    }
   }
 });
