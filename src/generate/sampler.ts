@@ -3,8 +3,9 @@
  * `sample` op reproduces: the js and wasm backends call it directly.
  *
  * Order, as HF transformers applies its processors: repetition penalty, then (unless greedy)
- * temperature, softmax, top-k, top-p, min-p, and a draw over what is left, walking tokens from the most
- * to the least likely (the lower id first among equals).
+ * temperature, softmax, top-k, top-p, min-p, and a draw over what is left (see sampleRow). The draw
+ * needs no sort of the vocabulary, so a GPU kernel can reproduce it with a threshold search and a
+ * prefix sum.
  *
  * @module
  */
@@ -38,6 +39,11 @@ export function argmax(x: Float32Array): number {
 /**
  * Picks one id from `logits` (v). `seen` (v, 1 where seen) feeds the repetition penalty; `u` is the
  * uniform draw in [0, 1) (ignored when greedy). `logits` is not modified.
+ *
+ * The filters set one probability threshold: the k-th largest probability (top-k), the smallest
+ * probability of the most likely tokens that together reach top-p, and min-p times the largest; a token
+ * is kept when its probability reaches all three (so ties at a threshold are kept, as HF's top-k keeps
+ * them). The draw then walks the kept tokens in id order until their mass exceeds u times the kept mass.
  */
 export function sampleRow(
   logits: Float32Array,
@@ -56,8 +62,8 @@ export function sampleRow(
   if (params.temperature <= 0) return argmax(x);
 
   const v = x.length;
-  let max = -Infinity;
-  for (let i = 0; i < v; i++) if (x[i] > max) max = x[i];
+  const best = argmax(x);
+  const max = x[best];
   const p = new Float64Array(v);
   let sum = 0;
   for (let i = 0; i < v; i++) {
@@ -66,35 +72,34 @@ export function sampleRow(
   }
   for (let i = 0; i < v; i++) p[i] /= sum;
 
-  // Most likely first, the lower id first among equals.
-  const order = Array.from({ length: v }, (_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
-  let keep = v;
-  if (params.topK > 0) keep = Math.min(keep, params.topK);
-  if (params.topP < 1) {
-    let cum = 0;
-    for (let j = 0; j < keep; j++) {
-      cum += p[order[j]];
-      if (cum >= params.topP) {
-        keep = j + 1;
-        break;
+  let threshold = params.minP > 0 ? params.minP * p[best] : 0;
+  if ((params.topK > 0 && params.topK < v) || params.topP < 1) {
+    const sorted = p.slice().sort(); // ascending
+    if (params.topK > 0 && params.topK < v) threshold = Math.max(threshold, sorted[v - params.topK]);
+    if (params.topP < 1) {
+      let cum = 0;
+      for (let j = v - 1; j >= 0; j--) {
+        cum += sorted[j];
+        if (cum >= params.topP) {
+          threshold = Math.max(threshold, sorted[j]);
+          break;
+        }
       }
     }
   }
-  if (params.minP > 0) {
-    const floor = params.minP * p[order[0]];
-    let j = 1;
-    while (j < keep && p[order[j]] >= floor) j++;
-    keep = j;
-  }
+  threshold = Math.min(threshold, p[best]); // the most likely token is always kept
   let total = 0;
-  for (let j = 0; j < keep; j++) total += p[order[j]];
+  for (let i = 0; i < v; i++) if (p[i] >= threshold) total += p[i];
   const target = u * total;
   let cum = 0;
-  for (let j = 0; j < keep; j++) {
-    cum += p[order[j]];
-    if (target < cum) return order[j];
+  let last = best;
+  for (let i = 0; i < v; i++) {
+    if (p[i] < threshold) continue;
+    cum += p[i];
+    last = i;
+    if (target < cum) return i;
   }
-  return order[keep - 1];
+  return last;
 }
 
 /** Samples every row of `logits` (b, v) for draw `step`; writes ids to `out` and marks them in `seen`. */

@@ -26,10 +26,11 @@ Deno.test("sampleRow() keeps the top k, the top-p nucleus and tokens above min-p
     for (let i = 0; i < 1000; i++) seen.add(sampleRow(logits, p(over), i / 1000));
     return [...seen].sort();
   };
-  assert.deepEqual(drawn({ topK: 1 }), [1]);
+  assert.deepEqual(drawn({ topK: 1 }), [1, 3]); // ties at the k-th probability are kept, as in HF
+  assert.deepEqual(drawn({ topK: 2 }), [1, 3]);
   assert.deepEqual(drawn({ topK: 3 }), [1, 2, 3]);
   // p(1) = p(3) = 0.3842, p(2) = 0.1413, p(0) = 0.0520: 0.3 needs one 3, 0.76 both, 0.8 the 2 as well.
-  assert.deepEqual(drawn({ topP: 0.3 }), [1]);
+  assert.deepEqual(drawn({ topP: 0.3 }), [1, 3]); // the 3 that reaches 0.3 ties with the other
   assert.deepEqual(drawn({ topP: 0.76 }), [1, 3]);
   assert.deepEqual(drawn({ topP: 0.8 }), [1, 2, 3]);
   assert.deepEqual(drawn({ minP: 0.3 }), [1, 2, 3]); // floor 0.115: the 2 (0.141) stays, the 0 (0.052) goes
