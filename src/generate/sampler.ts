@@ -73,20 +73,8 @@ export function sampleRow(
   for (let i = 0; i < v; i++) p[i] /= sum;
 
   let threshold = params.minP > 0 ? params.minP * p[best] : 0;
-  if ((params.topK > 0 && params.topK < v) || params.topP < 1) {
-    const sorted = p.slice().sort(); // ascending
-    if (params.topK > 0 && params.topK < v) threshold = Math.max(threshold, sorted[v - params.topK]);
-    if (params.topP < 1) {
-      let cum = 0;
-      for (let j = v - 1; j >= 0; j--) {
-        cum += sorted[j];
-        if (cum >= params.topP) {
-          threshold = Math.max(threshold, sorted[j]);
-          break;
-        }
-      }
-    }
-  }
+  if (params.topK > 0 && params.topK < v) threshold = Math.max(threshold, kthLargest(p, params.topK));
+  if (params.topP < 1) threshold = Math.max(threshold, nucleusFloor(p, params.topP));
   threshold = Math.min(threshold, p[best]); // the most likely token is always kept
   let total = 0;
   for (let i = 0; i < v; i++) if (p[i] >= threshold) total += p[i];
@@ -100,6 +88,44 @@ export function sampleRow(
     if (target < cum) return i;
   }
   return last;
+}
+
+/** The k-th largest value of p (a min-heap of the k largest; k is small in practice). */
+function kthLargest(p: Float64Array, k: number): number {
+  if (k > 1024) return p.slice().sort()[p.length - k];
+  const heap = new Float64Array(k).fill(-Infinity);
+  for (let i = 0; i < p.length; i++) {
+    const x = p[i];
+    if (x <= heap[0]) continue;
+    let j = 0; // sift the new value down from the root
+    while (true) {
+      const l = 2 * j + 1, r = l + 1;
+      let m = j, mv = x;
+      if (l < k && heap[l] < mv) (m = l), (mv = heap[l]);
+      if (r < k && heap[r] < mv) (m = r), (mv = heap[r]);
+      if (m === j) break;
+      heap[j] = heap[m];
+      j = m;
+    }
+    heap[j] = x;
+  }
+  return heap[0];
+}
+
+/**
+ * The smallest probability among the most likely tokens that together reach `topP`. Tokens below
+ * (1 - topP) / v hold less than 1 - topP together, so the nucleus lies above that bound: only those
+ * candidates are sorted.
+ */
+function nucleusFloor(p: Float64Array, topP: number): number {
+  const bound = (1 - topP) / p.length;
+  const candidates = p.filter((x) => x >= bound).sort(); // ascending
+  let cum = 0;
+  for (let j = candidates.length - 1; j >= 0; j--) {
+    cum += candidates[j];
+    if (cum >= topP) return candidates[j];
+  }
+  return candidates[0];
 }
 
 /** Samples every row of `logits` (b, v) for draw `step`; writes ids to `out` and marks them in `seen`. */

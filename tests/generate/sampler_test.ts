@@ -58,3 +58,56 @@ Deno.test("uniform() is in [0, 1), deterministic and spread", () => {
   const mean = xs.reduce((a, b) => a + b) / xs.length;
   assert.ok(Math.abs(mean - 0.5) < 0.01, `mean ${mean}`);
 });
+
+/** The sampler's definition written the slow way: full sorts, no shortcuts. */
+function bruteForce(logits: Float32Array, params: typeof GREEDY, u: number): number {
+  const max = Math.max(...logits);
+  const e = Array.from(logits, (x) => Math.exp((x - max) / params.temperature));
+  const sum = e.reduce((a, b) => a + b);
+  const p = e.map((x) => x / sum);
+  const desc = [...p].sort((a, b) => b - a);
+  let t = params.minP * desc[0];
+  if (params.topK > 0) t = Math.max(t, desc[Math.min(params.topK, p.length) - 1]);
+  if (params.topP < 1) {
+    let cum = 0;
+    for (const x of desc) {
+      cum += x;
+      if (cum >= params.topP) {
+        t = Math.max(t, x);
+        break;
+      }
+    }
+  }
+  const kept = p.map((x, i) => [x, i]).filter(([x]) => x >= t);
+  const total = kept.reduce((a, [x]) => a + x, 0);
+  let cum = 0;
+  for (const [x, i] of kept) {
+    cum += x;
+    if (u * total < cum) return i;
+  }
+  return kept[kept.length - 1][1];
+}
+
+Deno.test("sampleRow() agrees with a brute-force reading of its definition on random logits", () => {
+  let seed = 1;
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  for (let trial = 0; trial < 60; trial++) {
+    const v = 1 + Math.floor(rand() * 3000);
+    const logits = Float32Array.from({ length: v }, () => (rand() - 0.5) * 12);
+    const params = {
+      ...GREEDY,
+      temperature: 0.3 + rand() * 1.5,
+      topK: [0, 1, 5, 40, 2000][trial % 5],
+      topP: [1, 0.9, 0.5, 0.99][trial % 4],
+      minP: [0, 0.05][trial % 2],
+    };
+    for (let j = 0; j < 20; j++) {
+      const u = rand();
+      assert.equal(
+        sampleRow(logits, params, u),
+        bruteForce(logits, params, u),
+        JSON.stringify({ trial, j, v }),
+      );
+    }
+  }
+});
