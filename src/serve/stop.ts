@@ -1,5 +1,5 @@
 /**
- * Stop sequences over streamed text: text is held back while it could still be the start of a stop
+ * Stop sequences over streamed text: a tail is held back while it could still be the start of a stop
  * sequence, and everything from the first stop sequence on is dropped.
  *
  * @module
@@ -32,7 +32,11 @@ export class StopText {
       this.#pending = "";
       return { text: out, stopped: true };
     }
-    let cut = Math.max(0, this.#pending.length - this.#hold);
+    // Hold back the longest tail that is the start of a stop sequence.
+    const len = this.#pending.length;
+    let keep = Math.min(this.#hold, len);
+    while (keep > 0 && !this.#stops.some((s) => s.startsWith(this.#pending.slice(len - keep)))) keep--;
+    let cut = len - keep;
     // Never split a surrogate pair between two pieces.
     const c = this.#pending.charCodeAt(cut - 1);
     if (cut > 0 && cut < this.#pending.length && c >= 0xd800 && c <= 0xdbff) cut--;
