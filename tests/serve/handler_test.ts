@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { greedyText, startServer, waitFor } from "./_server.ts";
+import { createHandler } from "../../src/serve/handler.ts";
+import { greedyText, startServer, TINY, waitFor } from "./_server.ts";
 
 const client = (base: string) => new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused", maxRetries: 0 });
 const post = (base: string, body: string, headers: Record<string, string> = {}) =>
@@ -219,8 +220,8 @@ Deno.test("createHandler() stops a non-streaming generation when its client disc
 });
 
 Deno.test("createHandler() answers 503 to waiting requests when closed", async () => {
-  await using s = await startServer({ maxBatch: 1, maxTokens: 2000 });
-  const first = post(s.base, JSON.stringify({ prompt: "a", max_tokens: 2000, temperature: 0 }));
+  await using s = await startServer({ maxBatch: 1, maxTokens: 800 });
+  const first = post(s.base, JSON.stringify({ prompt: "a", max_tokens: 800, temperature: 0 }));
   await waitFor(() => s.handler.stats().running === 1, "the first request to run");
   const second = post(s.base, JSON.stringify({ prompt: "a", max_tokens: 5, temperature: 0 }));
   await waitFor(() => s.handler.stats().waiting === 1, "the second request to wait");
@@ -230,4 +231,68 @@ Deno.test("createHandler() answers 503 to waiting requests when closed", async (
   const e = await apiError(await second, 503);
   assert.match(e.message as string, /shutting down/);
   await apiError(await post(s.base, JSON.stringify({ prompt: "a" })), 503);
+});
+
+Deno.test("createHandler() loads its model lazily, once: MODEL from the environment, else the default", async () => {
+  const saved = Deno.env.get("MODEL");
+  try {
+    Deno.env.set("MODEL", TINY.pathname);
+    const h = createHandler({ backend: "js", modelId: "tiny" });
+    try {
+      const health = await (await h.fetch(new Request("http://x/health"))).json();
+      assert.equal(health.loaded, false);
+      const res = await h.fetch(
+        new Request("http://x/v1/completions", {
+          method: "POST",
+          body: JSON.stringify({ model: "tiny", prompt: "Hi", max_tokens: 2, temperature: 0 }),
+        }),
+      );
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+      const model = await h.model();
+      assert.equal(model.config.dModel, 64); // the fixture, not the default model
+      assert.equal(await h.model(), model);
+      assert.equal((await (await h.fetch(new Request("http://x/health"))).json()).loaded, true);
+    } finally {
+      await h.close();
+    }
+    Deno.env.delete("MODEL");
+    const d = createHandler({ backend: "js" });
+    try {
+      const cards = await (await d.fetch(new Request("http://x/v1/models"))).json();
+      assert.deepEqual(cards.data.map((m: { id: string }) => m.id), ["shakespeare-bytes"]);
+      assert.equal((await d.model()).config.dModel, 256);
+    } finally {
+      await d.close();
+    }
+  } finally {
+    if (saved === undefined) Deno.env.delete("MODEL");
+    else Deno.env.set("MODEL", saved);
+  }
+});
+
+Deno.test("createHandler() answers 503 while its model cannot load, and tries again on the next request", async () => {
+  const dir = await Deno.makeTempDir();
+  const h = createHandler({ model: dir, backend: "js" });
+  try {
+    const req = () =>
+      h.fetch(
+        new Request("http://x/v1/completions", {
+          method: "POST",
+          body: JSON.stringify({ prompt: "a", max_tokens: 1 }),
+        }),
+      );
+    const e = await apiError(await req(), 503);
+    assert.equal(e.code, "model_load_failed");
+    assert.match(e.message as string, /config\.json/);
+    for (const f of ["config.json", "model.safetensors"]) {
+      await Deno.copyFile(new URL(f, TINY), `${dir}/${f}`);
+    }
+    const res = await req();
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).usage.completion_tokens, 1);
+  } finally {
+    await h.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
