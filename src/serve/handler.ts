@@ -71,11 +71,11 @@ export function createHandler(options: HandlerOptions = {}): CompletionHandler {
   const limits: RequestLimits = { ...DEFAULT_LIMITS };
   for (const k of Object.keys(DEFAULT_LIMITS) as (keyof RequestLimits)[]) {
     const v = options[k];
-    if (v !== undefined) limits[k] = checkLimit(k, v);
+    if (v !== undefined) limits[k] = checkLimit(k, v, k === "maxChoices" ? 1 : 0);
   }
   const maxBodyBytes = checkLimit("maxBodyBytes", options.maxBodyBytes ?? 1 << 20);
   const maxQueue = checkLimit("maxQueue", options.maxQueue ?? 64);
-  const maxBatch = checkLimit("maxBatch", options.maxBatch ?? 8);
+  const maxBatch = checkLimit("maxBatch", options.maxBatch ?? 8, 1);
   const given = options.model instanceof Model ? options.model : undefined;
   const input: ModelInput = given ? given.source : (options.model as ModelInput | undefined) ?? envModel() ??
     DEFAULT_MODEL;
@@ -405,9 +405,9 @@ function idOf(input: ModelInput): string {
   return s.replace(/\/+$/, "").split("/").pop() || "model";
 }
 
-function checkLimit(name: string, v: number): number {
-  if (!Number.isInteger(v) || v < 0) {
-    throw new InputError(`Cannot create handler: option "${name}" is ${v}, expected an integer >= 0`);
+function checkLimit(name: string, v: number, min = 0): number {
+  if (!Number.isInteger(v) || v < min) {
+    throw new InputError(`Cannot create handler: option "${name}" is ${v}, expected an integer >= ${min}`);
   }
   return v;
 }

@@ -296,3 +296,9 @@ Deno.test("createHandler() answers 503 while its model cannot load, and tries ag
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("createHandler() refuses limits out of range", () => {
+  assert.throws(() => createHandler({ maxBatch: 0 }), /"maxBatch" is 0, expected an integer >= 1/);
+  assert.throws(() => createHandler({ maxTokens: -1 }), /"maxTokens" is -1, expected an integer >= 0/);
+  assert.throws(() => createHandler({ maxBodyBytes: 1.5 }), /"maxBodyBytes" is 1.5/);
+});
