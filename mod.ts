@@ -33,6 +33,8 @@ export type { BackendOptions } from "./src/backends/select.ts";
 export type { StreamDecoder, Tokenizer } from "./src/tokenizer/tokenizer.ts";
 export { ByteTokenizer } from "./src/tokenizer/bytes.ts";
 export type { ModelSource } from "./src/io/source.ts";
+export { type CompletionHandler, createHandler, type HandlerOptions } from "./src/serve/handler.ts";
+export type { FinishReason, SchedulerStats } from "./src/serve/scheduler.ts";
 export {
   BackendError,
   ConfigError,
