@@ -106,18 +106,24 @@ export async function buildNpm(opts: BuildOptions = {}): Promise<BuildResult> {
   if (typeof denoJson.version !== "string") {
     throw new Error(`Cannot build npm package: deno.json version is ${denoJson.version}, expected a string`);
   }
+  if (!relative(outDir, root).startsWith("..")) {
+    throw new Error(
+      `Cannot build npm package: output directory is ${outDir}, expected a directory that does not contain ${root}`,
+    );
+  }
   await rm(outDir, { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
 
   const options = compilerOptions(root, outDir);
   const deps = new Map<string, string>(); // npm package -> version range
+  const importMap: ImportMap = { imports: denoJson.imports ?? {}, base: root };
   const host = ts.createCompilerHost(options);
   const readSource = host.getSourceFile.bind(host);
   host.getSourceFile = (fileName, languageVersion, onError, shouldCreate) => {
     if (!isOurs(fileName) || !/\.[cm]?tsx?$/.test(fileName) || fileName.endsWith(".d.ts")) {
       return readSource(fileName, languageVersion, onError, shouldCreate);
     }
-    const text = rewriteSource(ts.sys.readFile(fileName) ?? "", fileName, deps);
+    const text = rewriteSource(ts.sys.readFile(fileName) ?? "", fileName, deps, importMap);
     return ts.createSourceFile(fileName, text, languageVersion, true);
   };
   const written: string[] = [];
@@ -134,14 +140,15 @@ export async function buildNpm(opts: BuildOptions = {}): Promise<BuildResult> {
     program = ts.createProgram([...roots], options, host);
     const before = roots.size;
     for (const sf of program.getSourceFiles()) {
-      if (!isOurs(sf.fileName) || sf.fileName.endsWith(".d.ts")) continue;
+      if (!isOurs(sf.fileName) || !TS_EXT.test(sf.fileName) || sf.fileName.endsWith(".d.ts")) continue;
       const scan = scanModule(ts.sys.readFile(sf.fileName) ?? "", sf.fileName);
       if (scan.computed.length > 0) {
+        const lines = scan.computed.join(", ");
         throw new Error(
-          `Cannot build npm package: ${rel(sf.fileName)} line ${
-            scan.computed.join(", ")
-          } imports or refers to a ` +
-            `computed path, expected a string literal (the build follows literal references only)`,
+          `Cannot build npm package: ${
+            rel(sf.fileName)
+          } line ${lines} imports or refers to a computed path, ` +
+            `expected a string literal (the build follows literal references only)`,
         );
       }
       for (const { text: ref } of scan.urlRefs) {
@@ -195,7 +202,8 @@ export async function buildNpm(opts: BuildOptions = {}): Promise<BuildResult> {
     },
     files: top.sort(),
     sideEffects: false,
-    engines: { node: ">=20" },
+    // import attributes (`with { type: "json" }`) came in Node 20.10
+    engines: { node: modules.some((m) => m.endsWith(".json")) ? ">=20.10" : ">=20" },
     keywords: ["mamba", "mamba2", "ssm", "state-space", "llm", "webgpu", "wasm", "inference"],
     dependencies: Object.fromEntries([...deps].sort()),
   };
@@ -289,16 +297,48 @@ function edit(source: string, edits: { at: Literal; text: string }[]): string {
   return out;
 }
 
+/** deno.json "imports": bare specifiers (or prefixes ending in "/") to targets, relative to `base` (a dir). */
+export interface ImportMap {
+  imports: Record<string, string>;
+  base: string;
+}
+
+/** The import map's target for a specifier, or undefined when it maps none. */
+function mapped(spec: string, map: ImportMap): string | undefined {
+  if (Object.hasOwn(map.imports, spec)) return map.imports[spec];
+  const prefix = Object.keys(map.imports).filter((k) => k.endsWith("/") && spec.startsWith(k))
+    .sort((a, b) => b.length - a.length)[0];
+  return prefix === undefined ? undefined : map.imports[prefix] + spec.slice(prefix.length);
+}
+
 /**
- * The source as the package needs it: `npm:pkg@range/sub` -> `pkg/sub` (recording pkg: range in `deps`),
- * and `.ts` targets of import.meta.url references -> `.js`.
+ * The source as the package needs it: `npm:pkg@range/sub` (written so or through deno.json's import map)
+ * -> `pkg/sub`, recording pkg: range in `deps`; import-map entries to local files -> relative paths; and
+ * `.ts` targets of import.meta.url references -> `.js`.
  */
-export function rewriteSource(source: string, file: string, deps: Map<string, string>): string {
+export function rewriteSource(
+  source: string,
+  file: string,
+  deps: Map<string, string>,
+  map: ImportMap = { imports: {}, base: "/" },
+): string {
   const { specifiers, urlRefs } = scanModule(source, file);
   const edits: { at: Literal; text: string }[] = [];
   for (const s of specifiers) {
-    const m = NPM_SPECIFIER.exec(s.text);
-    if (!m) continue;
+    if (/^(\.\.?\/|\/|node:|data:)/.test(s.text)) continue;
+    let target = s.text.startsWith("npm:") ? s.text : mapped(s.text, map);
+    if (target === undefined) continue;
+    if (/^\.\.?\//.test(target)) {
+      target = relative(dirname(file), resolve(map.base, target)).split(sep).join("/");
+      edits.push({ at: s, text: target.startsWith(".") ? target : `./${target}` });
+      continue;
+    }
+    const m = NPM_SPECIFIER.exec(target);
+    if (!m) {
+      throw new Error(
+        `Cannot build npm package: ${file} imports "${s.text}" (${target}), expected an npm: or relative target`,
+      );
+    }
     const [, pkg, range = "*", sub = ""] = m;
     const had = deps.get(pkg);
     if (had !== undefined && had !== range) {
