@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import ts from "typescript";
+import { fileURLToPath } from "node:url";
 import { buildNpm, rewriteSource, scanModule } from "../../scripts/build_npm.ts";
 import { loadModel } from "../../mod.ts";
 import { CASES, expected, FIXTURES, hfNewIds } from "../_fixtures.ts";
@@ -19,8 +20,15 @@ interface Ran {
   stderr: string;
 }
 
+/** A child that hangs (a worker pool kept alive, say) fails the test instead of stalling it. */
+const CHILD_TIMEOUT_MS = 120_000;
+
 async function run(cmd: string, args: string[], cwd: string): Promise<Ran> {
-  const out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" }).output();
+  const signal = AbortSignal.timeout(CHILD_TIMEOUT_MS);
+  const out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped", signal }).output();
+  if (signal.aborted) {
+    throw new Error(`${cmd} ${args.join(" ")} ran past ${CHILD_TIMEOUT_MS} ms and was killed`);
+  }
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
@@ -241,40 +249,40 @@ Deno.test("npm package installs, runs examples/node.mjs under Node like Deno and
     };
 
     for (const backend of NODE_BACKENDS) {
-      await t.step(`${backend}: fixtures and the embedded model under Node`, async () => {
+      await t.step(`${backend}: fixtures and the embedded model under Node, as in Deno and HF`, async () => {
         for (const name of CASES) {
           const dir = new URL(`${name}/hf/`, FIXTURES);
           const e = await expected(name);
-          const deno = await loadModel(dir, { backend: "js" });
-          const denoIds = await deno.generateIds(e.inputIds, { maxNewTokens: e.newTokens, temperature: 0 });
-          const eos = deno.config.eosTokenId;
-          await deno.dispose();
-          const args = [
-            dir.pathname,
+          const prompts = e.inputIds.map((row) => row.join(",")).join(";");
+          const got = await example(backend, [
+            fileURLToPath(dir),
             "--ids",
-            e.inputIds.map((row) => row.join(",")).join(";"),
+            prompts,
             "--tokens",
-            String(e.newTokens),
-          ];
-          const got = await example(backend, args);
+            `${e.newTokens}`,
+          ]);
           if (!got) {
             console.log(`  ${backend}: not in this build; skipped`);
             return;
           }
+          const deno = await loadModel(dir, { backend });
+          const denoIds = await deno.generateIds(e.inputIds, { maxNewTokens: e.newTokens, temperature: 0 });
+          const eos = deno.config.eosTokenId;
+          await deno.dispose();
           assert.equal(got.backend, backend);
           assert.deepEqual(got.ids, hfNewIds(e, eos), `${name} on ${backend}: Node vs HF`);
           assert.deepEqual(got.ids, denoIds, `${name} on ${backend}: Node vs Deno`);
         }
         const ref = await shakespeareReference();
         const n = new TextEncoder().encode(ref.continuation).length;
-        const deno = await loadModel(undefined, { backend: "js" });
+        const got = await example(backend, ["--prompt", ref.prompt, "--tokens", String(n)]);
+        assert.ok(got);
+        const deno = await loadModel(undefined, { backend });
         const [denoIds] = await deno.generateIds([[...new TextEncoder().encode(ref.prompt)]], {
           maxNewTokens: n,
           temperature: 0,
         });
         await deno.dispose();
-        const got = await example(backend, ["--prompt", ref.prompt, "--tokens", String(n)]);
-        assert.ok(got);
         assert.equal(got.text, ref.continuation, `shakespeare-bytes on ${backend}: Node vs HF`);
         assert.deepEqual(got.ids, [denoIds], `shakespeare-bytes on ${backend}: Node vs Deno`);
       });
