@@ -180,7 +180,16 @@ console.log(JSON.stringify([m.data, await m.readTable(), await m.inWorker(5), aw
       `export function triple(n: number): string {\n  return 3 * n;\n}\n`,
     );
     await assert.rejects(buildNpm({ root: proj, outDir: out, log: () => {} }), /helper\.ts.*TS2322/s);
-    // So does a reference the build cannot follow.
+    // So does a Deno-only API (the library keeps to web-standard APIs) ...
+    await Deno.writeTextFile(
+      `${proj}/src/helper.ts`,
+      `export const triple = (n: number): number => Deno.pid * n;\n`,
+    );
+    await assert.rejects(
+      buildNpm({ root: proj, outDir: out, log: () => {} }),
+      /helper\.ts.*Cannot find name 'Deno'/s,
+    );
+    // ... and a reference the build cannot follow.
     await Deno.writeTextFile(`${proj}/src/helper.ts`, `export const triple = (n: string) => import(n);\n`);
     await assert.rejects(
       buildNpm({ root: proj, outDir: out, log: () => {} }),
