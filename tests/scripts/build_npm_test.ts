@@ -306,11 +306,32 @@ Deno.test("npm package installs, runs examples/node.mjs under Node like Deno and
       assert.equal(got.text, ref.continuation, `shakespeare-bytes on auto (${got.backend}): Node vs HF`);
     });
 
+    await t.step("createHandler() answers a completion under Node", async () => {
+      const ref = await shakespeareReference();
+      await Deno.writeTextFile(
+        `${app}/serve.mjs`,
+        `import { createHandler } from "mamba-edge";
+const handler = createHandler({ backend: "js" });
+const res = await handler.fetch(new Request("http://localhost/v1/completions", {
+  method: "POST",
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify({ prompt: process.argv[2], max_tokens: Number(process.argv[3]), temperature: 0 }),
+}));
+console.log(JSON.stringify({ status: res.status, body: await res.json() }));
+await handler.close();
+`,
+      );
+      const n = new TextEncoder().encode(ref.continuation).length;
+      const got = JSON.parse(await runOk("node", ["serve.mjs", ref.prompt, String(n)], app));
+      assert.equal(got.status, 200, JSON.stringify(got.body));
+      assert.equal(got.body.choices[0].text, ref.continuation);
+    });
+
     await t.step("a TypeScript consumer type-checks (node16 and bundler resolution)", async () => {
       await Deno.writeTextFile(
         `${app}/consumer.ts`,
-        `import { BackendError, DEFAULT_MODEL, type GenerateOptions, loadModel, type Model, type ModelConfig,
-  type Piece } from "mamba-edge";
+        `import { BackendError, type CompletionHandler, createHandler, DEFAULT_MODEL, type GenerateOptions, loadModel,
+  type Model, type ModelConfig, type Piece } from "mamba-edge";
 
 const model: Model = await loadModel(DEFAULT_MODEL, { backend: "js", log: (m: string) => console.error(m) });
 const opts: GenerateOptions = { maxNewTokens: 8, temperature: 0.8, topP: 0.95, seed: 1 };
@@ -327,6 +348,10 @@ await model.generateIds("ROMEO", opts);
 // @ts-expect-error there is no such backend
 await loadModel(undefined, { backend: "cuda" });
 await model.dispose();
+const handler: CompletionHandler = createHandler({ model: "models/shakespeare-bytes", maxBatch: 4 });
+const res: Response = await handler.fetch(new Request("http://localhost/v1/models"));
+console.log(res.status);
+await handler.close();
 `,
       );
       for (const resolution of ["node16", "bundler"]) {
