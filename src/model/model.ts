@@ -12,6 +12,7 @@ import { InputError, ModelLoadError } from "../errors.ts";
 import { readCheckpoint } from "../io/checkpoint.ts";
 import { dirSource, memorySource, type ModelSource, readRequired, urlSource } from "../io/source.ts";
 import { decode, type GenerateOptions } from "../generate/generate.ts";
+import { StopText } from "../generate/stop.ts";
 import { ByteTokenizer } from "../tokenizer/bytes.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { checkIds, Network, PREFILL_CHUNK } from "./network.ts";
@@ -184,8 +185,9 @@ export class Model {
   }
 
   /**
-   * Text in, text out, streamed. A piece holds the text completed by one token (possibly empty while a
-   * character is incomplete); text matching a stop sequence ends the stream and is not emitted.
+   * Text in, text out, streamed. A piece holds the text released by one token: empty while a character
+   * is incomplete or while the text could still be the start of a stop sequence. A stop sequence ends
+   * the stream and is not emitted. A last piece with token -1 carries text held back at the end.
    */
   async *generate(prompt: string, opts: GenerateOptions = {}): AsyncGenerator<Piece> {
     this.#check();
@@ -194,40 +196,23 @@ export class Model {
         `Cannot generate: prompt is ${JSON.stringify(prompt)}, expected a non-empty string`,
       );
     }
-    const stops = (opts.stop ?? []).filter((s) => s.length > 0);
-    const hold = Math.max(0, ...stops.map((s) => s.length - 1)); // chars kept back until no stop can start there
+    const stops = new StopText(opts.stop ?? []);
     const dec = this.tokenizer.decoder();
-    const ids = this.tokenizer.encode(prompt);
-    const pending: Piece[] = []; // pieces whose text may still be part of a stop sequence
-    let text = ""; // text of `pending`
-    const gen = decode(this.#net, [ids], opts, this.config.eosTokenId);
-    let result = await gen.next();
-    while (!result.done) {
-      for (const token of result.value.ids[0]) {
-        const piece = { text: dec.push(token), token };
-        pending.push(piece);
-        text += piece.text;
-        const cut = stops.length ? firstStop(text, stops) : -1;
-        if (cut >= 0) {
-          yield* trimmed(pending, cut);
+    const gen = decode(this.#net, [this.tokenizer.encode(prompt)], opts, this.config.eosTokenId);
+    for await (const chunk of gen) {
+      for (const token of chunk.ids[0]) {
+        const { text, stopped } = stops.push(dec.push(token));
+        if (stopped) {
+          if (text) yield { text, token };
           await gen.return();
           return;
         }
-        while (pending.length && text.length - pending[0].text.length >= hold) {
-          const p = pending.shift()!;
-          text = text.slice(p.text.length);
-          yield p;
-        }
+        yield { text, token };
       }
-      result = await gen.next();
     }
-    const tail = dec.flush();
-    if (tail) {
-      pending.push({ text: tail, token: -1 });
-      text += tail;
-    }
-    const cut = stops.length ? firstStop(text, stops) : -1;
-    yield* trimmed(pending, cut >= 0 ? cut : text.length);
+    const { text } = stops.push(dec.flush());
+    const tail = text + stops.end();
+    if (tail) yield { text: tail, token: -1 };
   }
 
   /** A fresh (zero) recurrent state for `batch` sequences. */
@@ -263,26 +248,6 @@ export class Model {
 
   #check(): void {
     if (this.#disposed) throw new InputError("Cannot use model: it was disposed");
-  }
-}
-
-/** Index in `text` where the earliest stop sequence starts, or -1. */
-function firstStop(text: string, stops: string[]): number {
-  let best = -1;
-  for (const s of stops) {
-    const i = text.indexOf(s);
-    if (i >= 0 && (best < 0 || i < best)) best = i;
-  }
-  return best;
-}
-
-/** The pieces, cut to the first `chars` characters of their text. */
-function* trimmed(pieces: Piece[], chars: number): Generator<Piece> {
-  for (const p of pieces) {
-    if (chars <= 0) return;
-    const text = p.text.slice(0, chars);
-    chars -= p.text.length;
-    if (text || p.token >= 0) yield { text, token: p.token };
   }
 }
 

@@ -21,7 +21,7 @@ import { decode } from "../generate/generate.ts";
 import type { Model } from "../model/model.ts";
 import type { StreamDecoder } from "../tokenizer/tokenizer.ts";
 import { HttpError } from "./errors.ts";
-import { StopText } from "./stop.ts";
+import { StopText } from "../generate/stop.ts";
 
 /** Why a sequence ended, in OpenAI's words. */
 export type FinishReason = "stop" | "length";

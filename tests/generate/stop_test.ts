@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { StopText } from "../../src/serve/stop.ts";
+import { StopText } from "../../src/generate/stop.ts";
 
 /** Feeds pieces; returns what was emitted and whether a stop was hit. */
 function run(stops: string[], pieces: string[]): { text: string; stopped: boolean } {
