@@ -1,6 +1,7 @@
 /**
  * A checkpoint's tensors by name, from whichever files the source holds: model.safetensors, a sharded
- * safetensors index (model.safetensors.index.json), or a reader registered for other formats.
+ * safetensors index (model.safetensors.index.json), or a reader registered for other formats
+ * (pytorch_model.bin, through the restricted unpickler of torch.ts).
  *
  * @module
  */
@@ -8,15 +9,16 @@
 import { ModelLoadError } from "../errors.ts";
 import { type RawTensor, readSafetensors } from "./safetensors.ts";
 import { type ModelSource, readRequired } from "./source.ts";
+import { readTorchCheckpoint } from "./torch.ts";
 
 /** A reader for one more checkpoint format: claims a file name and parses its bytes. */
 export interface CheckpointFormat {
   file: string;
-  read(bytes: Uint8Array, file: string): Map<string, RawTensor>;
+  read(bytes: Uint8Array, file: string): Map<string, RawTensor> | Promise<Map<string, RawTensor>>;
 }
 
 /** Formats tried after safetensors, in order (PyTorch's pytorch_model.bin registers here). */
-export const extraFormats: CheckpointFormat[] = [];
+export const extraFormats: CheckpointFormat[] = [{ file: "pytorch_model.bin", read: readTorchCheckpoint }];
 
 /** All tensors of the checkpoint in `src`. */
 export async function readCheckpoint(src: ModelSource): Promise<Map<string, RawTensor>> {
@@ -26,7 +28,7 @@ export async function readCheckpoint(src: ModelSource): Promise<Map<string, RawT
   if (index) return await readSharded(src, index);
   for (const f of extraFormats) {
     const bytes = await src.read(f.file);
-    if (bytes) return f.read(bytes, `${src.name}/${f.file}`);
+    if (bytes) return await f.read(bytes, `${src.name}/${f.file}`);
   }
   const names = ["model.safetensors", "model.safetensors.index.json", ...extraFormats.map((f) => f.file)];
   throw new ModelLoadError(`Cannot load weights from ${src.name}: found none of ${names.join(", ")}`);
