@@ -20,5 +20,5 @@ Deno.test("progressBar() redraws in place, throttled, and ends each file with a 
   assert.equal(out.length, 3);
   assert.ok(out.every((s) => s.startsWith("\r")));
   assert.ok(out[1].endsWith("\n") && !out[0].endsWith("\n"));
-  assert.match(out[2], /^\rb \[#{10}\.{10}\]  50%/);
+  assert.match(out[2], /^\rb \[#{10}\.{10}\] {2}50%/);
 });
