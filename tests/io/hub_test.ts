@@ -276,9 +276,15 @@ Deno.test("parseRepoId() accepts owner/name[@revision] and nothing else", () => 
 });
 
 Deno.test("toSource() prefers an existing local directory over a repo id of the same form", async () => {
-  const src = await toSource("models/shakespeare-bytes");
-  assert.equal(src.name, "models/shakespeare-bytes");
-  assert.ok(await src.read("config.json"));
+  const cwd = Deno.cwd();
+  Deno.chdir(new URL("../../", import.meta.url)); // the repo root, where models/shakespeare-bytes is
+  try {
+    const src = await toSource("models/shakespeare-bytes");
+    assert.equal(src.name, "models/shakespeare-bytes");
+    assert.ok(await src.read("config.json"));
+  } finally {
+    Deno.chdir(cwd);
+  }
   const hub = await toSource("state-spaces/mamba-130m", { cacheDir: false, endpoint: "http://127.0.0.1:9" });
   assert.equal(hub.name, "state-spaces/mamba-130m");
 });
