@@ -199,3 +199,35 @@ for (const [what, make, message] of bad) {
     });
   });
 }
+
+Deno.test("loadModel() reads a sharded PyTorch checkpoint (pytorch_model.bin.index.json)", async () => {
+  const dir = new URL("mamba-tiny/original/", FIXTURES);
+  const all = await readTorchCheckpoint(await Deno.readFile(new URL("pytorch_model.bin", dir)), "x");
+  const names = [...all.keys()];
+  const shards = [names.slice(0, 5), names.slice(5)];
+  const files: Record<string, Uint8Array> = {
+    "config.json": await Deno.readFile(new URL("config.json", dir)),
+  };
+  const weightMap: Record<string, string> = {};
+  for (const [s, group] of shards.entries()) {
+    const file = `pytorch_model-0000${s + 1}-of-00002.bin`;
+    const p = new PickleBuilder().op("}").op("(");
+    const storages: Record<string, Uint8Array> = {};
+    group.forEach((name, k) => {
+      const t = all.get(name)!;
+      const stride = t.shape.map((_, i) => t.shape.slice(i + 1).reduce((a, b) => a * b, 1));
+      p.str(name).tensor("FloatStorage", String(k), t.bytes.byteLength / 4, 0, t.shape, stride);
+      storages[String(k)] = t.bytes.slice();
+      weightMap[name] = file;
+    });
+    files[file] = await archive(p.op("u").bytes(), storages);
+  }
+  files["pytorch_model.bin.index.json"] = new TextEncoder().encode(JSON.stringify({ weight_map: weightMap }));
+  const e = await expected("mamba-tiny");
+  const model = await loadModel({ files, name: "sharded" }, { backend: "js" });
+  try {
+    assertClose((await model.forward(e.inputIds)).logits, e.logits, "sharded logits");
+  } finally {
+    await model.dispose();
+  }
+});
