@@ -32,12 +32,16 @@ export type { Backend, BackendName, SamplingParams, WeightDType } from "./src/ba
 export type { BackendOptions } from "./src/backends/select.ts";
 export type { StreamDecoder, Tokenizer } from "./src/tokenizer/tokenizer.ts";
 export { ByteTokenizer } from "./src/tokenizer/bytes.ts";
+export { gptNeoxTokenizer, HfTokenizer } from "./src/tokenizer/hf.ts";
 export type { ModelSource } from "./src/io/source.ts";
 export { type CompletionHandler, createHandler, type HandlerOptions } from "./src/serve/handler.ts";
 export type { FinishReason, SchedulerStats } from "./src/serve/scheduler.ts";
+export type { HubOptions, Progress } from "./src/io/hub.ts";
+export { formatProgress, progressBar } from "./src/io/progress.ts";
 export {
   BackendError,
   ConfigError,
+  DownloadError,
   InputError,
   MambaError,
   ModelLoadError,

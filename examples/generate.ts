@@ -8,7 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { DEFAULT_MODEL, loadModel, MambaError } from "../mod.ts";
+import { DEFAULT_MODEL, loadModel, MambaError, progressBar } from "../mod.ts";
 
 const HELP = `mamba-edge: generate text with a Mamba model
 
@@ -83,6 +83,7 @@ async function run(args: Record<string, string | boolean | undefined>): Promise<
   const model = await loadModel(args.model as string | undefined ?? DEFAULT_MODEL, {
     backend,
     dtype: args.dtype as "f32",
+    onProgress: progressBar(),
   });
   const tLoad = performance.now();
   const c = model.config;

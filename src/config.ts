@@ -166,10 +166,12 @@ function fromHf(json: Json, file: string): ModelConfig {
 function fromOriginal(json: Json, file: string): ModelConfig {
   const f = new Fields(json, file);
   const dModel = f.int("d_model");
-  const dIntermediate = json.d_intermediate ?? 0;
+  const dIntermediate = json.d_intermediate ?? 0; // 0 (no MLP) is what Mamba checkpoints write
   if (dIntermediate !== 0) {
     throw new ConfigError(
-      `Cannot read ${file}: field "d_intermediate" is ${dIntermediate}, expected 0 (MLP layers are not supported)`,
+      `Cannot read ${file}: field "d_intermediate" is ${
+        describe(dIntermediate)
+      }, expected 0 (MLP layers are not supported)`,
     );
   }
   const attn = json.attn_layer_idx;

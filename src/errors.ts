@@ -19,6 +19,12 @@ export class ConfigError extends MambaError {}
 /** A weights file (safetensors, PyTorch zip, index) that is malformed or disagrees with the config. */
 export class ModelLoadError extends MambaError {}
 
+/**
+ * A file that could not be fetched whole (HTTP error, body cut short, stalled connection) or that an
+ * offline load did not find in the download cache.
+ */
+export class DownloadError extends ModelLoadError {}
+
 /** Input to a call (token ids, prompt, options) that the model cannot take. */
 export class InputError extends MambaError {}
 

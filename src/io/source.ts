@@ -1,12 +1,13 @@
 /**
  * Where a model's files come from: a local directory, a URL to a directory, or bytes in memory.
- * Repo ids are resolved by hub.ts. Local files are read through `node:fs/promises` (Deno, Node, Bun);
+ * Repo ids are resolved by hub.ts, downloads done by download.ts. Local files are read through `node:fs/promises` (Deno, Node, Bun);
  * everything else uses fetch, so browsers and edge workers read models from URLs.
  *
  * @module
  */
 
 import { ModelLoadError } from "../errors.ts";
+import { download, type DownloadOptions } from "./download.ts";
 
 /** A set of files, read by name ("config.json", "model.safetensors", ...). */
 export interface ModelSource {
@@ -40,35 +41,13 @@ export function dirSource(dir: string | URL): ModelSource {
   };
 }
 
-/** A directory served over HTTP(S): each file is fetched from `${url}/${file}`. */
-export function urlSource(url: string | URL, init?: RequestInit): ModelSource {
+/**
+ * A directory served over HTTP(S): each file is fetched whole from `${url}/${file}` (404: absent), with
+ * progress reports and the length checked against Content-Length.
+ */
+export function urlSource(url: string | URL, opts: DownloadOptions = {}): ModelSource {
   const base = ensureSlash(new URL(url));
-  return {
-    name: base.href,
-    async read(file) {
-      const res = await fetch(new URL(file, base), init);
-      if (res.status === 404) {
-        await res.body?.cancel();
-        return undefined;
-      }
-      if (!res.ok) {
-        await res.body?.cancel();
-        throw new ModelLoadError(
-          `Cannot fetch ${new URL(file, base).href}: HTTP ${res.status}, expected 200`,
-        );
-      }
-      const bytes = new Uint8Array(await res.arrayBuffer());
-      const declared = res.headers.get("content-length");
-      if (
-        declared !== null && !res.headers.get("content-encoding") && Number(declared) !== bytes.byteLength
-      ) {
-        throw new ModelLoadError(
-          `Cannot fetch ${new URL(file, base).href}: body is ${bytes.byteLength} bytes, expected ${declared}`,
-        );
-      }
-      return bytes;
-    },
-  };
+  return { name: base.href, read: (file) => download(new URL(file, base), file, opts) };
 }
 
 function ensureSlash(u: URL): URL {

@@ -11,9 +11,11 @@ import { type BackendOptions, createBackend } from "../backends/select.ts";
 import { InputError, ModelLoadError } from "../errors.ts";
 import { readCheckpoint } from "../io/checkpoint.ts";
 import { dirSource, memorySource, type ModelSource, readRequired, urlSource } from "../io/source.ts";
+import { type HubOptions, hubSource, parseRepoId } from "../io/hub.ts";
 import { decode, type GenerateOptions } from "../generate/generate.ts";
 import { StopText } from "../generate/stop.ts";
 import { ByteTokenizer } from "../tokenizer/bytes.ts";
+import { GPT_NEOX_VOCAB, gptNeoxTokenizer, HfTokenizer } from "../tokenizer/hf.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { checkIds, Network, PREFILL_CHUNK } from "./network.ts";
 import type { State } from "./state.ts";
@@ -21,12 +23,21 @@ import type { State } from "./state.ts";
 /** The embedded default model: a byte-level Mamba-1 trained on Shakespeare. */
 export const DEFAULT_MODEL: URL = new URL("../../models/shakespeare-bytes/", import.meta.url);
 
-/** Where a model comes from: a directory path, a URL (file:, http:, https:), files in memory, or a source. */
+/**
+ * Where a model comes from: a directory path, a URL (file:, http:, https:), a repo id
+ * ("state-spaces/mamba-130m", "owner/name@revision"), files in memory, or a source.
+ */
 export type ModelInput = string | URL | ModelSource | { files: Record<string, Uint8Array>; name?: string };
 
-/** Options of loadModel. */
-export interface LoadOptions extends BackendOptions {
-  /** the tokenizer to use (default: the source's tokenizer.json when there is one, else bytes) */
+/**
+ * Options of loadModel. The hub options (endpoint, revision, cacheDir, offline, onProgress, ...) apply to
+ * repo ids; onProgress to URLs too.
+ */
+export interface LoadOptions extends BackendOptions, HubOptions {
+  /**
+   * the tokenizer to use (default: the source's tokenizer.json when there is one, else bytes when the
+   * vocab is below GPT-NeoX's 50,277, else the bundled GPT-NeoX-20B tokenizer)
+   */
   tokenizer?: Tokenizer;
 }
 
@@ -54,27 +65,46 @@ export interface Piece {
   token: number;
 }
 
-/** Turns the accepted inputs into a source. */
-export function toSource(input: ModelInput): ModelSource {
+/**
+ * Turns the accepted inputs into a source. A string that is not a URL and names no existing local path
+ * but looks like owner/name[@revision] is a repo id.
+ */
+export async function toSource(input: ModelInput, opts: LoadOptions = {}): Promise<ModelSource> {
   if (typeof input === "object" && "read" in input) return input;
   if (typeof input === "object" && "files" in input) return memorySource(input.files, input.name);
   const url = input instanceof URL ? input : /^(https?|file):\/\//.test(input) ? new URL(input) : undefined;
-  if (url && url.protocol !== "file:") return urlSource(url);
-  return dirSource(url ?? (input as string));
+  if (url && url.protocol !== "file:") {
+    return urlSource(url, { onProgress: opts.onProgress, stallTimeoutMs: opts.stallTimeoutMs });
+  }
+  if (url) return dirSource(url);
+  const path = input as string;
+  if (parseRepoId(path) && !(await pathExists(path))) return hubSource(path, opts);
+  return dirSource(path);
+}
+
+/** Whether `path` may be a local file: false when absent or when there is no file system (a browser). */
+async function pathExists(path: string): Promise<boolean> {
+  let fs: typeof import("node:fs/promises");
+  try {
+    fs = await import("node:fs/promises");
+  } catch {
+    return false;
+  }
+  try {
+    await fs.stat(path);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code !== "ENOENT"; // e.g. no permission: let dirSource say so
+  }
 }
 
 /** Loads a model and uploads its weights to the chosen backend. */
 export async function loadModel(input: ModelInput = DEFAULT_MODEL, opts: LoadOptions = {}): Promise<Model> {
-  const src = toSource(input);
+  const src = await toSource(input, opts);
   const configText = new TextDecoder().decode(await readRequired(src, "config.json"));
   const config = parseConfig(configText, `${src.name}/config.json`);
   const tensors = await readCheckpoint(src);
-  const tokenizer = opts.tokenizer ?? new ByteTokenizer();
-  if (!opts.tokenizer && config.vocabSize < 256) {
-    throw new ModelLoadError(
-      `Cannot load model from ${src.name}: vocab is ${config.vocabSize}, expected at least 256 for the byte tokenizer (pass a tokenizer)`,
-    );
-  }
+  const tokenizer = opts.tokenizer ?? await defaultTokenizer(src, config);
   const backend = await createBackend(opts);
   try {
     const network = new Network(backend, config, tensors, src.name);
@@ -83,6 +113,24 @@ export async function loadModel(input: ModelInput = DEFAULT_MODEL, opts: LoadOpt
     await backend.dispose();
     throw e;
   }
+}
+
+/**
+ * The tokenizer a model comes with: its tokenizer.json (with tokenizer_config.json when present); else
+ * bytes for vocabs of 256 up to GPT-NeoX's (the byte-level models, padding included); else GPT-NeoX-20B,
+ * the tokenizer of the state-spaces checkpoints, which do not ship one.
+ */
+export async function defaultTokenizer(src: ModelSource, config: ModelConfig): Promise<Tokenizer> {
+  const json = await src.read("tokenizer.json");
+  if (json) {
+    const cfg = await src.read("tokenizer_config.json");
+    return new HfTokenizer(json, cfg ?? {}, `${src.name}/tokenizer.json`);
+  }
+  if (config.vocabSize >= GPT_NEOX_VOCAB) return await gptNeoxTokenizer();
+  if (config.vocabSize >= 256) return new ByteTokenizer();
+  throw new ModelLoadError(
+    `Cannot load model from ${src.name}: vocab is ${config.vocabSize} and there is no tokenizer.json, expected at least 256 for the byte tokenizer (pass a tokenizer)`,
+  );
 }
 
 /** A loaded model on a backend. */
