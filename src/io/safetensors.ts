@@ -17,7 +17,8 @@ import { ModelLoadError } from "../errors.ts";
 /** Element types that can appear in a checkpoint. */
 export type DType = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 
-const BYTES: Record<DType, number> = {
+/** Bytes per element of each dtype. */
+export const ELEMENT_BYTES: Record<DType, number> = {
   F64: 8,
   F32: 4,
   F16: 2,
@@ -65,10 +66,10 @@ export function readSafetensors(buf: Uint8Array, file: string): Map<string, RawT
     if (name === "__metadata__") continue;
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     const where = `${file}: tensor "${name}"`;
-    if (typeof e?.dtype !== "string" || !(e.dtype in BYTES)) {
+    if (typeof e?.dtype !== "string" || !(e.dtype in ELEMENT_BYTES)) {
       throw new ModelLoadError(
         `Cannot read ${where}: dtype is ${JSON.stringify(e?.dtype)}, expected one of ${
-          Object.keys(BYTES).join(", ")
+          Object.keys(ELEMENT_BYTES).join(", ")
         }`,
       );
     }
@@ -97,11 +98,11 @@ export function readSafetensors(buf: Uint8Array, file: string): Map<string, RawT
     const dtype = e.dtype as DType;
     const shape = e.shape as number[];
     const count = shape.reduce((a, s) => a * s, 1);
-    if (count * BYTES[dtype] !== end - begin) {
+    if (count * ELEMENT_BYTES[dtype] !== end - begin) {
       throw new ModelLoadError(
-        `Cannot read ${where}: ${dtype} x (${shape.join(", ")}) needs ${count * BYTES[dtype]} bytes, found ${
-          end - begin
-        }`,
+        `Cannot read ${where}: ${dtype} x (${shape.join(", ")}) needs ${
+          count * ELEMENT_BYTES[dtype]
+        } bytes, found ${end - begin}`,
       );
     }
     out.set(name, { name, dtype, shape, bytes: data.subarray(begin, end) });
@@ -146,7 +147,7 @@ export function writeSafetensors(
 
 /** Converts a float tensor (F32, F16, BF16, F64) to f32. */
 export function toFloat32(t: RawTensor): Float32Array {
-  const n = t.bytes.byteLength / BYTES[t.dtype];
+  const n = t.bytes.byteLength / ELEMENT_BYTES[t.dtype];
   const view = new DataView(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength);
   const out = new Float32Array(n);
   switch (t.dtype) {

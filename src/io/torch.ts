@@ -18,7 +18,7 @@
  */
 
 import { ModelLoadError } from "../errors.ts";
-import type { DType, RawTensor } from "./safetensors.ts";
+import { type DType, ELEMENT_BYTES, type RawTensor } from "./safetensors.ts";
 import { ZipArchive } from "./zip.ts";
 
 /** Storage classes (torch.<Name>) and the element type each holds. */
@@ -33,19 +33,6 @@ const STORAGES: Record<string, DType> = {
   CharStorage: "I8",
   ByteStorage: "U8",
   BoolStorage: "BOOL",
-};
-
-const ELEMENT_BYTES: Record<DType, number> = {
-  F64: 8,
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  I64: 8,
-  I32: 4,
-  I16: 2,
-  I8: 1,
-  U8: 1,
-  BOOL: 1,
 };
 
 /** A storage named by a persistent id: its bytes live in data/<key>. */
