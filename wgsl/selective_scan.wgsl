@@ -1,0 +1,92 @@
+// selective_scan (Mamba-1), for t in 0..l, with delta = softplus(dt[i_b, t, i_di]), u = x[i_b, t, i_di]:
+//   h[i_b, i_di, i_n] = exp(delta * A[i_di, i_n]) * h[i_b, i_di, i_n] + delta * u * B[i_b, t, i_n]
+//   y[i_b, t, i_di] = (sum_n h[i_b, i_di, i_n] * C[i_b, t, i_n] + D[i_di] * u) * silu(z[i_b, t, i_di])
+//
+// | binding | name | access     | type   | shape         |
+// |---------|------|------------|--------|---------------|
+// | 0       | p    | uniform    | Params | b, l, di, n   |
+// | 1       | y    | read_write | f32    | (b, l, di)    |
+// | 2       | x    | read       | f32    | (b, l, di)    |
+// | 3       | dt   | read       | f32    | (b, l, di)    |
+// | 4       | A    | read       | f32    | (di, n)       |
+// | 5       | B    | read       | f32    | (b, l, n)     |
+// | 6       | C    | read       | f32    | (b, l, n)     |
+// | 7       | D    | read       | f32    | (di)          |
+// | 8       | z    | read       | f32    | (b, l, di)    |
+// | 9       | h    | read_write | f32    | (b, di, n)    |
+//
+// One thread per (i_b, i_di), sequential over t; its n states live in workgroup memory (hs[i_n * WG +
+// lane]). Dispatch: ceil(b*di / WG) workgroups over x and y. Needs n <= N.
+
+struct Params {
+  b: u32,
+  l: u32,
+  di: u32,
+  n: u32,
+}
+
+override WG: u32 = 64;
+override N: u32 = 16;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> dt: array<f32>;
+@group(0) @binding(4) var<storage, read> A: array<f32>;
+@group(0) @binding(5) var<storage, read> B: array<f32>;
+@group(0) @binding(6) var<storage, read> C: array<f32>;
+@group(0) @binding(7) var<storage, read> D: array<f32>;
+@group(0) @binding(8) var<storage, read> z: array<f32>;
+@group(0) @binding(9) var<storage, read_write> h: array<f32>;
+
+var<workgroup> hs: array<f32, N * WG>;
+
+fn softplus(v: f32) -> f32 {
+  if (v > 20.0) {
+    return v;
+  }
+  if (v < -15.0) {
+    return exp(v);
+  }
+  return log(1.0 + exp(v));
+}
+
+fn silu(v: f32) -> f32 {
+  return v / (1.0 + exp(-v));
+}
+
+@compute @workgroup_size(WG)
+fn selective_scan(
+  @builtin(global_invocation_id) gid: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+  let idx = gid.x + gid.y * nwg.x * WG;
+  if (idx >= p.b * p.di) {
+    return;
+  }
+  let i_b = idx / p.di;
+  let i_di = idx % p.di;
+  let lane = lid.x;
+  for (var i_n = 0u; i_n < p.n; i_n++) {
+    hs[i_n * WG + lane] = h[idx * p.n + i_n];
+  }
+  let d_skip = D[i_di];
+  for (var t = 0u; t < p.l; t++) {
+    let row = i_b * p.l + t;
+    let delta = softplus(dt[row * p.di + i_di]);
+    let u = x[row * p.di + i_di];
+    let du = delta * u;
+    var acc = 0.0;
+    for (var i_n = 0u; i_n < p.n; i_n++) {
+      let s = i_n * WG + lane;
+      let hv = exp(delta * A[i_di * p.n + i_n]) * hs[s] + du * B[row * p.n + i_n];
+      hs[s] = hv;
+      acc += hv * C[row * p.n + i_n];
+    }
+    y[row * p.di + i_di] = (acc + u * d_skip) * silu(z[row * p.di + i_di]);
+  }
+  for (var i_n = 0u; i_n < p.n; i_n++) {
+    h[idx * p.n + i_n] = hs[i_n * WG + lane];
+  }
+}
