@@ -55,8 +55,8 @@ const SLOT = 256;
 const SLOTS = 4096;
 /** Largest grid dimension WebGPU guarantees. */
 const MAX_GROUPS = 65535;
-/** linear uses the matrix-vector kernel up to this many rows of x, the tiled kernel beyond. */
-const MATVEC_MAX_M = 4;
+/** linear uses the matrix-vector kernel (weights re-read from cache per row of x) up to this many rows of x, the tiled kernel beyond. */
+const MATVEC_MAX_M = 32;
 /** The matrix-vector kernel stages x in workgroup memory: at most this many vec4. */
 const MATVEC_MAX_X4 = 1536;
 
@@ -194,6 +194,7 @@ export class WebGpuBackend implements Backend {
   #arenaU32 = new Uint32Array(this.#arena);
   #arenaF32 = new Float32Array(this.#arena);
   #slots = 0;
+  #offset = new Uint32Array(1);
   #encoder?: GPUCommandEncoder;
   #pass?: GPUComputePassEncoder;
   #lastPipeline?: GPUComputePipeline;
@@ -656,7 +657,8 @@ export class WebGpuBackend implements Backend {
       pass.setPipeline(pipeline);
       this.#lastPipeline = pipeline;
     }
-    pass.setBindGroup(0, bindGroup, [this.#slots * SLOT]);
+    this.#offset[0] = this.#slots * SLOT;
+    pass.setBindGroup(0, bindGroup, this.#offset, 0, 1);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     this.#slots++;
   }
