@@ -29,6 +29,16 @@ import {
 import { BackendError } from "../../errors.ts";
 import { SHADERS } from "./_shaders.ts";
 
+/** x; out 0..3; w 0..3; bias 0..3; norm_w; xn; resid (see wgsl/matvec.wgsl). */
+const MATVEC_BINDINGS: ("read" | "rw")[] = [
+  "read",
+  ...Array(4).fill("rw"),
+  ...Array(8).fill("read"),
+  "read",
+  "rw",
+  "rw",
+];
+
 /** Storage bindings of each kernel after its Params uniform (binding 0), in binding order. */
 const KERNELS: Record<string, ("read" | "rw")[]> = {
   add: ["rw", "rw", "rw"],
@@ -41,8 +51,8 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   gated_rms_norm: ["rw", "rw", "read", "read"],
   matmul: ["rw", "read", "read", "read"],
   matmul_f16: ["rw", "read", "read", "read"],
-  matvec: ["rw", "read", "read", "read"],
-  matvec_f16: ["rw", "read", "read", "read"],
+  matvec: MATVEC_BINDINGS,
+  matvec_f16: MATVEC_BINDINGS,
   rms_norm: ["rw", "rw", "read"],
   sample: ["rw", "read", "rw", "rw"],
   selective_scan: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
@@ -57,8 +67,38 @@ const SLOTS = 4096;
 const MAX_GROUPS = 65535;
 /** linear uses the matrix-vector kernel (weights re-read from cache per row of x) up to this many rows of x, the tiled kernel beyond. */
 const MATVEC_MAX_M = 32;
-/** The matrix-vector kernel stages x in workgroup memory: at most this many vec4. */
-const MATVEC_MAX_X4 = 1536;
+/** The matrix-vector kernel stages rows of x in workgroup memory: at most this many vec4. */
+const MATVEC_MAX_X4 = 1280;
+/** Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them). */
+const MATVEC_MAX_MB = 8;
+
+/** An RMSNorm held back, to be fused into the matrix-vector dispatch that reads its output. */
+interface PendingNorm {
+  out: GpuTensor;
+  x: GpuTensor;
+  w: GpuTensor;
+  eps: number;
+  m: number;
+  d: number;
+}
+
+/** Matrix-vector products on one input, held back to be dispatched together (see #emit). */
+interface PendingLinear {
+  /** the input the ops were given (the norm's output when \`norm\` is fused) */
+  input: GpuTensor;
+  norm?: PendingNorm;
+  m: number;
+  cols: number;
+  stride: number;
+  packed: "f32" | "f16";
+  items: { out: GpuTensor; w: GpuTensor; bias?: GpuTensor; rows: number }[];
+  /** add the (single) product into this tensor too */
+  resid?: GpuTensor;
+}
+
+/** Cached bind groups: one level per bound buffer, the group itself under LEAF. */
+type BindTree = Map<GPUBuffer | typeof LEAF, BindTree | GPUBindGroup>;
+const LEAF = Symbol("bind group");
 
 /** A tensor on the GPU: a whole buffer. Matrices carry their padded row stride and packing. */
 class GpuTensor implements Tensor {
@@ -184,7 +224,7 @@ export class WebGpuBackend implements Backend {
   #modules = new Map<string, GPUShaderModule>();
   #layouts = new Map<string, { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
   #pipelines = new Map<string, GPUComputePipeline>();
-  #bindGroups = new Map<string, GPUBindGroup>();
+  #bindGroups = new Map<string, BindTree>();
   #ids = new WeakMap<GPUBuffer, number>();
   #nextId = 1;
   #pool = new Map<number, GPUBuffer[]>();
@@ -201,6 +241,8 @@ export class WebGpuBackend implements Backend {
   #dummyRead: GPUBuffer;
   #dummyRw: GPUBuffer;
   #scratch?: GPUBuffer;
+  #pendingNorm?: PendingNorm;
+  #pendingLinear?: PendingLinear;
   #failure?: string;
   #lost?: string;
   #disposed = false;
@@ -260,6 +302,7 @@ export class WebGpuBackend implements Backend {
   }
 
   zeros(shape: Shape, dtype: "f32" | "i32" = "f32"): Tensor {
+    this.#emit();
     this.#check();
     const bytes = numel(shape) * 4;
     const size = Math.max(16, Math.ceil(bytes / 16) * 16);
@@ -270,6 +313,7 @@ export class WebGpuBackend implements Backend {
   }
 
   write(t: Tensor, data: Float32Array | Int32Array, offset = 0): void {
+    this.#emit();
     this.#check();
     const g = gt(t);
     if (g.matrix) throw new BackendError("Cannot write: tensor is a packed matrix, expected a plain tensor");
@@ -286,6 +330,7 @@ export class WebGpuBackend implements Backend {
   }
 
   copy(dst: Tensor, src: Tensor, dstOffset = 0, srcOffset = 0, length?: number): void {
+    this.#emit();
     const d = gt(dst), s = gt(src);
     const n = length ?? numel(s.shape) - srcOffset;
     if (n <= 0) return;
@@ -314,6 +359,7 @@ export class WebGpuBackend implements Backend {
   free(t: Tensor): void {
     const g = t as GpuTensor;
     if (g.freed || this.#disposed) return;
+    this.#emit();
     g.freed = true;
     const size = g.buffer.size;
     let list = this.#pool.get(size);
@@ -324,6 +370,7 @@ export class WebGpuBackend implements Backend {
   // ---- ops ----
 
   embed(out: Tensor, table: Tensor, ids: Tensor, idsOffset = 0): void {
+    this.#emit();
     const o = gt(out), tab = gt(table), id = gt(ids);
     const d = tab.shape[1];
     const m = numel(o.shape) / d;
@@ -340,53 +387,135 @@ export class WebGpuBackend implements Backend {
   }
 
   rmsNorm(out: Tensor, x: Tensor, w: Tensor, eps: number): void {
+    this.#emit();
     const o = gt(out), xs = gt(x), ws = gt(w);
     const d = xs.shape[xs.shape.length - 1];
     const m = numel(xs.shape) / d;
+    if (o !== xs) {
+      // Held back: the matrix-vector products that read `out` next normalize their input themselves.
+      this.#pendingNorm = { out: o, x: xs, w: ws, eps, m, d };
+      return;
+    }
+    this.#rmsNorm(o, xs, ws, eps, m, d);
+  }
+
+  #rmsNorm(o: GpuTensor, xs: GpuTensor, ws: GpuTensor, eps: number, m: number, d: number): void {
     this.#run("rms_norm", {}, [o.buffer, xs.buffer, ws.buffer], [m, d, eps, 0], "uufu", this.#grid2(m));
   }
 
   add(out: Tensor, a: Tensor, b: Tensor): void {
     const o = gt(out), as = gt(a), bs = gt(b);
+    const pl = this.#pendingLinear;
+    if (pl && pl.items.length === 1 && !pl.resid) {
+      const made = pl.items[0].out;
+      const other = bs === made ? as : as === made ? bs : undefined;
+      const input = pl.norm ? pl.norm.x : pl.input;
+      if (other === o && o !== input && o !== made && numel(o.shape) === pl.m * pl.items[0].rows) {
+        pl.resid = o; // out = out + the product: fused into the product's dispatch
+        this.#emit();
+        return;
+      }
+    }
+    this.#emit();
     const n = numel(o.shape);
     this.#run("add", {}, [o.buffer, as.buffer, bs.buffer], [n, 0, 0, 0], "uuuu", this.#grid1(n, 256));
   }
 
   linear(out: Tensor, w: Tensor, x: Tensor, bias?: Tensor): void {
     const o = gt(out), ws = gt(w), xs = gt(x), bs = bias ? gt(bias) : undefined;
-    const [rows, cols] = ws.shape;
-    const m = numel(xs.shape) / cols;
-    const { stride, packed } = ws.matrix ?? { stride: cols, packed: "f32" as const };
-    if (!ws.matrix && cols % 4 !== 0) {
+    if (!ws.matrix) {
       throw new BackendError(
         "Cannot run linear: weight was not uploaded with uploadMatrix, expected a matrix",
       );
     }
-    const buffers = [o.buffer, ws.buffer, xs.buffer, bs?.buffer ?? this.#dummyRead];
-    const hasBias = bs ? 1 : 0;
-    const x4 = stride / 4;
-    if (m <= MATVEC_MAX_M && x4 <= MATVEC_MAX_X4) {
-      const tpr = x4 <= 8 ? 8 : x4 <= 16 ? 16 : 32;
-      const rowsPerGroup = 256 / tpr;
-      const overrides = { WG: 256, TPR: tpr, XMAX: Math.ceil(x4 / 256) * 256 };
-      const kernel = packed === "f16" ? "matvec_f16" : "matvec";
-      const unit = packed === "f16" ? stride / 8 : x4;
-      this.#run(kernel, overrides, buffers, [rows, cols, unit, hasBias], "uuuu", [
-        Math.ceil(rows / rowsPerGroup),
+    const [rows, cols] = ws.shape;
+    const m = numel(xs.shape) / cols;
+    const { stride, packed } = ws.matrix;
+    if (m <= MATVEC_MAX_M && stride / 4 <= MATVEC_MAX_X4) {
+      const pl = this.#pendingLinear;
+      if (
+        pl && !pl.resid && pl.items.length < 4 && pl.input === xs && pl.m === m && pl.cols === cols &&
+        pl.stride === stride && pl.packed === packed && pl.items.every((it) => it.out !== o)
+      ) {
+        pl.items.push({ out: o, w: ws, bias: bs, rows });
+        return;
+      }
+      let norm = this.#pendingNorm;
+      if (norm && (norm.out !== xs || norm.m !== m || norm.d !== cols || o === norm.x)) norm = undefined;
+      if (norm) this.#pendingNorm = undefined;
+      this.#emit();
+      this.#pendingLinear = {
+        input: xs,
+        norm,
         m,
-        1,
-      ]);
+        cols,
+        stride,
+        packed,
+        items: [{ out: o, w: ws, bias: bs, rows }],
+      };
       return;
     }
+    this.#emit();
+    const buffers = [o.buffer, ws.buffer, xs.buffer, bs?.buffer ?? this.#dummyRead];
     const kernel = packed === "f16" ? "matmul_f16" : "matmul";
-    this.#run(kernel, { TK: 16 }, buffers, [m, rows, cols, stride, hasBias, 0, 0, 0], "uuuuuuuu", [
+    this.#run(kernel, { TK: 16 }, buffers, [m, rows, cols, stride, bs ? 1 : 0, 0, 0, 0], "uuuuuuuu", [
       Math.ceil(rows / 64),
       Math.ceil(m / 64),
       1,
     ]);
   }
 
+  /** Dispatches what was held back (matrix-vector products, a norm), before any other op. */
+  #emit(): void {
+    const pl = this.#pendingLinear;
+    if (pl) {
+      this.#pendingLinear = undefined;
+      this.#matvec(pl);
+    }
+    const norm = this.#pendingNorm;
+    if (norm) {
+      this.#pendingNorm = undefined;
+      this.#rmsNorm(norm.out, norm.x, norm.w, norm.eps, norm.m, norm.d);
+    }
+  }
+
+  #matvec(pl: PendingLinear): void {
+    const x4 = pl.stride / 4;
+    const tpr = x4 <= 8 ? 8 : x4 <= 16 ? 16 : 32;
+    const perGroup = 256 / tpr;
+    const mb = Math.max(1, Math.min(MATVEC_MAX_MB, Math.floor(MATVEC_MAX_X4 / x4), pl.m));
+    const xmax = Math.ceil((mb * x4) / 128) * 128;
+    const n = pl.items.length;
+    const starts = [0, 0, 0, 0], os = [0, 0, 0, 0], hasBias = [0, 0, 0, 0];
+    const buffers: GPUBuffer[] = [pl.norm ? pl.norm.x.buffer : pl.input.buffer];
+    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].out.buffer : this.#dummyRw);
+    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].w.buffer : this.#dummyRead);
+    for (let j = 0; j < 4; j++) buffers.push(pl.items[j]?.bias?.buffer ?? this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.w.buffer : this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.out.buffer : this.#dummyRw);
+    buffers.push(pl.resid ? pl.resid.buffer : this.#dummyRw);
+    let total = 0;
+    for (let j = 0; j < 4; j++) {
+      starts[j] = total;
+      if (j >= n) continue;
+      os[j] = pl.items[j].rows;
+      hasBias[j] = pl.items[j].bias ? 1 : 0;
+      total += Math.ceil(os[j] / perGroup);
+    }
+    const flags = [pl.m, pl.cols, x4, n, pl.norm ? 1 : 0, pl.resid ? 1 : 0, pl.norm?.eps ?? 0, 0];
+    const kernel = pl.packed === "f16" ? "matvec_f16" : "matvec";
+    this.#run(
+      kernel,
+      { WG: 256, TPR: tpr, MB: mb, XMAX: xmax },
+      buffers,
+      [...os, ...starts, ...hasBias, ...flags],
+      "uuuuuuuuuuuuuuuuuufu",
+      [total, Math.ceil(pl.m / mb), 1],
+    );
+  }
+
   conv1dSilu(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | undefined, state: Tensor): void {
+    this.#emit();
     const o = gt(out), xs = gt(x), ws = gt(w), bs = bias ? gt(bias) : undefined, st = gt(state);
     const [b, l, c] = xs.shape;
     const k = ws.shape[1];
@@ -401,6 +530,7 @@ export class WebGpuBackend implements Backend {
   }
 
   selectiveScan(a: ScanArgs): void {
+    this.#emit();
     const t = [a.y, a.x, a.dt, a.A, a.B, a.C, a.D, a.z, a.h].map(gt);
     const [b, l, di] = t[1].shape;
     const n = t[3].shape[1];
@@ -416,6 +546,7 @@ export class WebGpuBackend implements Backend {
   }
 
   ssdScan(a: SsdArgs): void {
+    this.#emit();
     const t = [a.y, a.x, a.dt, a.dtBias, a.A, a.B, a.C, a.D, a.state].map(gt);
     const [b, l, h, p] = t[1].shape;
     const [, , g, n] = t[5].shape;
@@ -431,6 +562,7 @@ export class WebGpuBackend implements Backend {
   }
 
   gatedRmsNorm(out: Tensor, y: Tensor, z: Tensor, w: Tensor, eps: number, groupSize: number): void {
+    this.#emit();
     const o = gt(out), ys = gt(y), zs = gt(z), ws = gt(w);
     const groups = numel(ys.shape) / groupSize;
     this.#run(
@@ -444,6 +576,7 @@ export class WebGpuBackend implements Backend {
   }
 
   sample(a: SampleArgs): void {
+    this.#emit();
     const out = gt(a.out), logits = gt(a.logits), seen = a.seen ? gt(a.seen) : undefined;
     const [b, v] = logits.shape;
     const pr = a.params;
@@ -617,10 +750,16 @@ export class WebGpuBackend implements Backend {
     return p;
   }
 
+  /** The bind group of `kernel` over `buffers`, cached in a tree of maps keyed by buffer (no strings). */
   #bindGroup(kernel: string, buffers: GPUBuffer[]): GPUBindGroup {
-    let key = kernel;
-    for (const b of buffers) key += `,${this.#ids.get(b)}`;
-    let bg = this.#bindGroups.get(key);
+    let node = this.#bindGroups.get(kernel);
+    if (!node) this.#bindGroups.set(kernel, node = new Map());
+    for (const b of buffers) {
+      let next = node.get(b) as BindTree | undefined;
+      if (!next) node.set(b, next = new Map());
+      node = next;
+    }
+    let bg = node.get(LEAF) as GPUBindGroup | undefined;
     if (!bg) {
       bg = this.#device.createBindGroup({
         layout: this.#layout(kernel).group,
@@ -629,7 +768,7 @@ export class WebGpuBackend implements Backend {
           ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
         ],
       });
-      this.#bindGroups.set(key, bg);
+      node.set(LEAF, bg);
     }
     return bg;
   }
@@ -682,6 +821,7 @@ export class WebGpuBackend implements Backend {
 
   /** Submits what was recorded, with its Params. */
   #flush(): void {
+    this.#emit();
     if (!this.#encoder) return;
     const encoder = this.#endPass();
     if (this.#slots > 0) this.#device.queue.writeBuffer(this.#uniform, 0, this.#arena, 0, this.#slots * SLOT);
@@ -691,6 +831,7 @@ export class WebGpuBackend implements Backend {
   }
 
   async #readBytes(g: GpuTensor): Promise<ArrayBuffer> {
+    this.#emit();
     this.#check();
     const size = Math.max(4, Math.ceil(g.bytes / 4) * 4);
     const staging = this.#device.createBuffer({

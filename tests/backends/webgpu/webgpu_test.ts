@@ -133,6 +133,33 @@ Deno.test({
         );
       }
 
+      for (const [m, d, o1, o2] of [[1, 45, 37, 70], [5, 130, 33, 129], [7, 64, 64, 7]]) {
+        await t.step(`rmsNorm() -> linear() x3 -> add() (fused) matches js for m ${m}, d ${d}`, async () => {
+          const [a, b] = await both(gpu, (be) => ({
+            hidden: be.upload(rand(m * d, 50, -2, 2), [m, d]),
+            nw: be.upload(rand(d, 51), [d]),
+            xn: be.zeros([m, d]),
+            w1: be.uploadMatrix(rand(o1 * d, 52), [o1, d]),
+            w2: be.uploadMatrix(rand(o2 * d, 53), [o2, d]),
+            w3: be.uploadMatrix(rand(d * d, 54), [d, d]),
+            b2: be.upload(rand(o2, 55), [o2]),
+            y1: be.zeros([m, o1]),
+            y2: be.zeros([m, o2]),
+            y3: be.zeros([m, d]),
+            wo: be.uploadMatrix(rand(d * o1, 56), [d, o1]),
+            o: be.zeros([m, d]),
+          }), (be, x) => {
+            be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
+            be.linear(x.y1, x.w1, x.xn);
+            be.linear(x.y2, x.w2, x.xn, x.b2);
+            be.linear(x.y3, x.w3, x.xn);
+            be.linear(x.o, x.wo, x.y1);
+            be.add(x.hidden, x.hidden, x.o);
+          }, ["xn", "y1", "y2", "y3", "o", "hidden"]);
+          for (let j = 0; j < a.length; j++) close(a[j], b[j], 5e-5, `fused output ${j}`);
+        });
+      }
+
       await t.step("conv1dSilu() matches js and carries its state over calls", async () => {
         const [b, l, c, k] = [2, 7, 19, 4];
         const [a, g] = await both(gpu, (be) => ({
