@@ -1,19 +1,25 @@
 // selective_scan (Mamba-1), for t in 0..l, with delta = softplus(dt[i_b, t, i_di]), u = x[i_b, t, i_di]:
 //   h[i_b, i_di, i_n] = exp(delta * A[i_di, i_n]) * h[i_b, i_di, i_n] + delta * u * B[i_b, t, i_n]
 //   y[i_b, t, i_di] = (sum_n h[i_b, i_di, i_n] * C[i_b, t, i_n] + D[i_di] * u) * silu(z[i_b, t, i_di])
+// With has_dtproj = 1, dt_proj is fused in: first
+//   dt[i_b, t, i_di] = dt_bias[i_di] + sum_r dt_w[i_di, r] * dt_low[i_b, t, r]   (also written out)
+// with dt_w a stored matrix (rows of dt_stride elements, f32 bits, or f16 pairs when dt_f16 = 1).
 //
 // | binding | name | access     | type   | shape         |
 // |---------|------|------------|--------|---------------|
-// | 0       | p    | uniform    | Params | b, l, di, n   |
+// | 0       | p    | uniform    | Params | b, l, di, n, has_dtproj, r, dt_stride, dt_f16 |
 // | 1       | y    | read_write | f32    | (b, l, di)    |
 // | 2       | x    | read       | f32    | (b, l, di)    |
-// | 3       | dt   | read       | f32    | (b, l, di)    |
+// | 3       | dt   | read_write | f32    | (b, l, di)    |
 // | 4       | A    | read       | f32    | (di, n)       |
 // | 5       | B    | read       | f32    | (b, l, n)     |
 // | 6       | C    | read       | f32    | (b, l, n)     |
 // | 7       | D    | read       | f32    | (di)          |
 // | 8       | z    | read       | f32    | (b, l, di)    |
 // | 9       | h    | read_write | f32    | (b, di, n)    |
+// | 10      | dt_low  | read    | f32    | (b, l, r), read when has_dtproj = 1        |
+// | 11      | dt_w    | read    | u32    | (di, dt_stride) f32 bits or f16 pairs      |
+// | 12      | dt_bias | read    | f32    | (di), read when has_dtproj = 1             |
 //
 // One thread per (i_b, i_di), sequential over t; its n states live in workgroup memory (hs[i_n * WG +
 // lane]). Dispatch: ceil(b*di / WG) workgroups over x and y. Needs n <= N.
@@ -23,6 +29,10 @@ struct Params {
   l: u32,
   di: u32,
   n: u32,
+  has_dtproj: u32,
+  r: u32,
+  dt_stride: u32,
+  dt_f16: u32,
 }
 
 override WG: u32 = 64;
@@ -31,13 +41,23 @@ override N: u32 = 16;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> dt: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dt: array<f32>;
 @group(0) @binding(4) var<storage, read> A: array<f32>;
 @group(0) @binding(5) var<storage, read> B: array<f32>;
 @group(0) @binding(6) var<storage, read> C: array<f32>;
 @group(0) @binding(7) var<storage, read> D: array<f32>;
 @group(0) @binding(8) var<storage, read> z: array<f32>;
 @group(0) @binding(9) var<storage, read_write> h: array<f32>;
+@group(0) @binding(10) var<storage, read> dt_low: array<f32>;
+@group(0) @binding(11) var<storage, read> dt_w: array<u32>;
+@group(0) @binding(12) var<storage, read> dt_bias: array<f32>;
+
+fn dt_w_at(e: u32) -> f32 {
+  if (p.dt_f16 == 1u) {
+    return unpack2x16float(dt_w[e >> 1u])[e & 1u];
+  }
+  return bitcast<f32>(dt_w[e]);
+}
 
 var<workgroup> hs: array<f32, N * WG>;
 
@@ -74,7 +94,17 @@ fn selective_scan(
   let d_skip = D[i_di];
   for (var t = 0u; t < p.l; t++) {
     let row = i_b * p.l + t;
-    let delta = softplus(dt[row * p.di + i_di]);
+    var dt_raw: f32;
+    if (p.has_dtproj == 1u) {
+      dt_raw = dt_bias[i_di];
+      for (var i_r = 0u; i_r < p.r; i_r++) {
+        dt_raw += dt_w_at(i_di * p.dt_stride + i_r) * dt_low[row * p.r + i_r];
+      }
+      dt[row * p.di + i_di] = dt_raw;
+    } else {
+      dt_raw = dt[row * p.di + i_di];
+    }
+    let delta = softplus(dt_raw);
     let u = x[row * p.di + i_di];
     let du = delta * u;
     var acc = 0.0;

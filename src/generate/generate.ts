@@ -164,7 +164,7 @@ function issueSteps(
 }
 
 /** Reads of sampled ids kept in flight by the pipelined loop. */
-const READS_IN_FLIGHT = 3;
+const READS_IN_FLIGHT = 4;
 
 /**
  * The decode loop of backends whose reads cost a round trip (stepsPerRead > 1), on a private state:

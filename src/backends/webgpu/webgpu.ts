@@ -55,7 +55,7 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   matvec_f16: MATVEC_BINDINGS,
   rms_norm: ["rw", "rw", "read"],
   sample: ["rw", "read", "rw", "rw"],
-  selective_scan: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
+  selective_scan: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
   ssd_scan: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
 };
 
@@ -70,7 +70,7 @@ const MATVEC_MAX_M = 32;
 /** The matrix-vector kernel stages rows of x in workgroup memory: at most this many vec4. */
 const MATVEC_MAX_X4 = 1280;
 /** Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them). */
-const MATVEC_MAX_MB = 8;
+const MATVEC_MAX_MB = 1;
 
 /** An RMSNorm held back, to be fused into the matrix-vector dispatch that reads its output. */
 interface PendingNorm {
@@ -218,7 +218,7 @@ export class WebGpuBackend implements Backend {
   readonly name = "webgpu" as const;
   readonly weightDType: "f32" | "f16";
   /** Decode steps between two reads of sampled ids (the generator also keeps reads in flight). */
-  readonly stepsPerRead = 16;
+  readonly stepsPerRead = 32;
 
   #device: GPUDevice;
   #modules = new Map<string, GPUShaderModule>();
@@ -530,17 +530,34 @@ export class WebGpuBackend implements Backend {
   }
 
   selectiveScan(a: ScanArgs): void {
+    // dt_proj held back as a single matrix-vector product on dt: fused into the scan.
+    const pl = this.#pendingLinear;
+    let proj: PendingLinear["items"][0] | undefined;
+    let low: GpuTensor | undefined;
+    if (
+      pl && pl.items.length === 1 && !pl.norm && !pl.resid && pl.items[0].out === a.dt && pl.items[0].bias
+    ) {
+      proj = pl.items[0];
+      low = pl.input;
+      this.#pendingLinear = undefined;
+    }
     this.#emit();
     const t = [a.y, a.x, a.dt, a.A, a.B, a.C, a.D, a.z, a.h].map(gt);
     const [b, l, di] = t[1].shape;
     const n = t[3].shape[1];
     const wg = scanGroup(n, 32);
+    const buffers = t.map((x) => x.buffer);
+    buffers.push(low?.buffer ?? this.#dummyRead, proj?.w.buffer ?? this.#dummyRead);
+    buffers.push(proj?.bias?.buffer ?? this.#dummyRead);
+    const r = proj ? proj.w.shape[1] : 0;
+    const stride = proj?.w.matrix?.stride ?? 0;
+    const f16 = proj?.w.matrix?.packed === "f16" ? 1 : 0;
     this.#run(
       "selective_scan",
       { WG: wg, N: n },
-      t.map((x) => x.buffer),
-      [b, l, di, n],
-      "uuuu",
+      buffers,
+      [b, l, di, n, proj ? 1 : 0, r, stride, f16],
+      "uuuuuuuu",
       this.#grid1(b * di, wg),
     );
   }

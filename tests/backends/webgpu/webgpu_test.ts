@@ -201,6 +201,33 @@ Deno.test({
         });
       }
 
+      for (const [l, b] of [[1, 3], [2, 1]]) {
+        await t.step(
+          `linear(dt) -> selectiveScan() (dt_proj fused) matches js for l ${l}, b ${b}`,
+          async () => {
+            const [di, n, r] = [37, 5, 7];
+            const [a, g] = await both(gpu, (be) => ({
+              y: be.zeros([b, l, di]),
+              x: be.upload(rand(b * l * di, 60), [b, l, di]),
+              dtLow: be.upload(rand(b * l * r, 61), [b * l, r]),
+              dtW: be.uploadMatrix(rand(di * r, 62), [di, r]),
+              dtB: be.upload(rand(di, 63, -3, 0), [di]),
+              dt: be.zeros([b, l, di]),
+              A: be.upload(rand(di * n, 64, -2, -0.1), [di, n]),
+              B: be.upload(rand(b * l * n, 65), [b, l, n]),
+              C: be.upload(rand(b * l * n, 66), [b, l, n]),
+              D: be.upload(rand(di, 67), [di]),
+              z: be.upload(rand(b * l * di, 68), [b, l, di]),
+              h: be.upload(rand(b * di * n, 69), [b, di, n]),
+            }), (be, x) => {
+              be.linear(x.dt, x.dtW, x.dtLow, x.dtB);
+              be.selectiveScan({ y: x.y, x: x.x, dt: x.dt, A: x.A, B: x.B, C: x.C, D: x.D, z: x.z, h: x.h });
+            }, ["y", "h", "dt"]);
+            for (let j = 0; j < 3; j++) close(a[j], g[j], 2e-5, `fused scan output ${j}`);
+          },
+        );
+      }
+
       for (const l of [1, 6]) {
         await t.step(`ssdScan() matches js for l ${l}`, async () => {
           const [b, h, p, g, n] = [2, 6, 5, 3, 7];
