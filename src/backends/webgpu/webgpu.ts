@@ -210,7 +210,14 @@ export async function createWebGpuBackend(opts: { dtype?: WeightDType } = {}): P
       `Cannot create webgpu backend: maxStorageBuffersPerShaderStage is ${device.limits.maxStorageBuffersPerShaderStage}, expected at least 10`,
     );
   }
-  return new WebGpuBackend(device, describeAdapter(adapter), dtype);
+  const backend = new WebGpuBackend(device, describeAdapter(adapter), dtype);
+  try {
+    await backend.compileShaders();
+  } catch (e) {
+    await backend.dispose();
+    throw e;
+  }
+  return backend;
 }
 
 /** The WebGPU backend. Create it with createWebGpuBackend. */
@@ -638,6 +645,20 @@ export class WebGpuBackend implements Backend {
     );
   }
 
+  /** Compiles every kernel's module now; a shader the device refuses is a BackendError. */
+  async compileShaders(): Promise<void> {
+    for (const kernel of Object.keys(KERNELS)) {
+      const module = this.#module(kernel);
+      const info = await module.getCompilationInfo();
+      const err = info.messages.find((msg) => msg.type === "error");
+      if (err) {
+        throw new BackendError(
+          `Cannot create webgpu backend: shader wgsl/${kernel}.wgsl does not compile on this device: ${err.message}`,
+        );
+      }
+    }
+  }
+
   /** Submits every recorded op and waits until the GPU has run them. */
   async sync(): Promise<void> {
     this.#check();
@@ -739,20 +760,21 @@ export class WebGpuBackend implements Backend {
     return l;
   }
 
+  #module(kernel: string): GPUShaderModule {
+    let module = this.#modules.get(kernel);
+    if (!module) {
+      module = this.#device.createShaderModule({ code: SHADERS[kernel], label: kernel });
+      this.#modules.set(kernel, module);
+    }
+    return module;
+  }
+
   #pipeline(kernel: string, overrides: Record<string, number>): GPUComputePipeline {
     let key = kernel;
     for (const k in overrides) key += `|${k}=${overrides[k]}`;
     let p = this.#pipelines.get(key);
     if (!p) {
-      let module = this.#modules.get(kernel);
-      if (!module) {
-        module = this.#device.createShaderModule({ code: SHADERS[kernel], label: kernel });
-        this.#modules.set(kernel, module);
-        module.getCompilationInfo().then((info) => {
-          const err = info.messages.find((msg) => msg.type === "error");
-          if (err) this.#failure ??= `shader ${kernel} failed to compile: ${err.message}`;
-        }, () => {});
-      }
+      const module = this.#module(kernel);
       this.#device.pushErrorScope("validation");
       p = this.#device.createComputePipeline({
         label: key,

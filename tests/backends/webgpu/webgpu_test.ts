@@ -4,6 +4,8 @@ import { JsBackend } from "../../../src/backends/js/js.ts";
 import {
   createWebGpuBackend,
   fromHalf,
+  isFallback,
+  probeWebGpu,
   requestAdapter,
   toHalf,
   type WebGpuBackend,
@@ -380,6 +382,16 @@ Deno.test({
     } finally {
       await gpu.dispose();
     }
+  },
+});
+
+Deno.test({
+  name: "probeWebGpu() refuses a fallback adapter for auto, with the reason",
+  ignore,
+  async fn() {
+    const why = await probeWebGpu();
+    assert.equal(why === undefined, !isFallback(adapter!));
+    if (why !== undefined) assert.match(why, /fallback/);
   },
 });
 
