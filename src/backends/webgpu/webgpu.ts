@@ -69,6 +69,8 @@ const MAX_GROUPS = 65535;
 const MATVEC_MAX_M = 32;
 /** The matrix-vector kernel stages rows of x in workgroup memory: at most this many vec4. */
 const MATVEC_MAX_X4 = 1280;
+/** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
+const MATVEC_MIN_GROUPS = 512;
 /** Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them). */
 const MATVEC_MAX_MB = 1;
 
@@ -488,8 +490,13 @@ export class WebGpuBackend implements Backend {
 
   #matvec(pl: PendingLinear): void {
     const x4 = pl.stride / 4;
-    const tpr = x4 <= 8 ? 8 : x4 <= 16 ? 16 : 32;
-    const perGroup = 256 / tpr;
+    // Output rows per workgroup: 8 where that still leaves many workgroups, fewer for small
+    // matrices (so that they spread over the GPU), and fewer threads per row for short rows.
+    const allRows = pl.items.reduce((a, it) => a + it.rows, 0) * pl.m;
+    let perGroup = 8;
+    while (perGroup > 1 && allRows / perGroup < MATVEC_MIN_GROUPS) perGroup /= 2;
+    while (perGroup < 32 && 256 / perGroup > 2 * x4) perGroup *= 2;
+    const tpr = 256 / perGroup;
     const mb = Math.max(1, Math.min(MATVEC_MAX_MB, Math.floor(MATVEC_MAX_X4 / x4), pl.m));
     const xmax = Math.ceil((mb * x4) / 128) * 128;
     const n = pl.items.length;
