@@ -1,7 +1,7 @@
 // matmul: out[i_m, i_o] = sum_i x[i_m, i] * w[i_o, i] + bias[i_o]   (f32 weights; prefill, m large)
 //
-// Tiled: a workgroup of 16 x 16 threads computes a 64 x 64 tile of out, each thread 4 x 4 values;
-// tiles of x and w, TK deep, go through workgroup memory.
+// Tiled: a workgroup of 16 x 16 threads computes a 64 x 64 tile of out, each thread a 4 x 4 block
+// of it; tiles of x and w, TK deep, go through workgroup memory, read back as vec4 (4 rows at once).
 //
 // | binding | name | access     | type   | shape                                   |
 // |---------|------|------------|--------|-----------------------------------------|
@@ -34,8 +34,8 @@ const TO: u32 = 64u;
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
-var<workgroup> xs: array<f32, TK * TM>; // [k][m]
-var<workgroup> ws: array<f32, TK * TO>; // [k][o]
+var<workgroup> xs: array<vec4<f32>, TK * TM / 4u>; // [k][m / 4]
+var<workgroup> ws: array<vec4<f32>, TK * TO / 4u>; // [k][o / 4]
 
 @compute @workgroup_size(16, 16)
 fn matmul(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -53,27 +53,17 @@ fn matmul(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: v
       if (m0 + r < p.m && i_i < p.i) {
         xv = x[(m0 + r) * p.i + i_i];
       }
-      xs[kk * TM + r] = xv;
+      xs[(kk * TM + r) / 4u][r % 4u] = xv;
       var wv = 0.0;
       if (o0 + r < p.o && i_i < p.i) {
         wv = w[(o0 + r) * p.stride + i_i];
       }
-      ws[kk * TO + r] = wv;
+      ws[(kk * TO + r) / 4u][r % 4u] = wv;
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {
-      let a = vec4<f32>(
-        xs[kk * TM + t_m],
-        xs[kk * TM + t_m + 16u],
-        xs[kk * TM + t_m + 32u],
-        xs[kk * TM + t_m + 48u],
-      );
-      let b = vec4<f32>(
-        ws[kk * TO + t_o],
-        ws[kk * TO + t_o + 16u],
-        ws[kk * TO + t_o + 32u],
-        ws[kk * TO + t_o + 48u],
-      );
+      let a = xs[kk * (TM / 4u) + t_m];
+      let b = ws[kk * (TO / 4u) + t_o];
       acc[0] += a.x * b;
       acc[1] += a.y * b;
       acc[2] += a.z * b;
@@ -82,12 +72,12 @@ fn matmul(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: v
     workgroupBarrier();
   }
   for (var a = 0u; a < 4u; a++) {
-    let i_m = m0 + t_m + 16u * a;
+    let i_m = m0 + 4u * t_m + a;
     if (i_m >= p.m) {
       continue;
     }
     for (var c = 0u; c < 4u; c++) {
-      let i_o = o0 + t_o + 16u * c;
+      let i_o = o0 + 4u * t_o + c;
       if (i_o < p.o) {
         var v = acc[a][c];
         if (p.has_bias == 1u) {
