@@ -21,8 +21,10 @@
 // | 11      | dt_w    | read    | u32    | (di, dt_stride) f32 bits or f16 pairs      |
 // | 12      | dt_bias | read    | f32    | (di), read when has_dtproj = 1             |
 //
-// One thread per (i_b, i_di), sequential over t; its n states live in workgroup memory (hs[i_n * WG +
-// lane]). Dispatch: ceil(b*di / WG) workgroups over x and y. Needs n <= N.
+// One thread per (i_b, i_di), sequential over t; its n states and its row of A live in workgroup
+// memory (hs[i_n * WG + lane]); loops over n run to the override N (= n), so the compiler can unroll
+// them; the next step's dt, x and z are loaded before this step's scan. Dispatch: ceil(b*di / WG)
+// workgroups over x and y. Needs n = N.
 
 struct Params {
   b: u32,
@@ -60,6 +62,7 @@ fn dt_w_at(e: u32) -> f32 {
 }
 
 var<workgroup> hs: array<f32, N * WG>;
+var<workgroup> as_: array<f32, N * WG>;
 
 fn softplus(v: f32) -> f32 {
   if (v > 20.0) {
@@ -88,35 +91,54 @@ fn selective_scan(
   let i_b = idx / p.di;
   let i_di = idx % p.di;
   let lane = lid.x;
-  for (var i_n = 0u; i_n < p.n; i_n++) {
-    hs[i_n * WG + lane] = h[idx * p.n + i_n];
+  for (var i_n = 0u; i_n < N; i_n++) {
+    hs[i_n * WG + lane] = h[idx * N + i_n];
+    as_[i_n * WG + lane] = A[i_di * N + i_n];
   }
   let d_skip = D[i_di];
+  var next_x = 0.0;
+  var next_z = 0.0;
+  var next_dt = 0.0;
+  if (p.l > 0u) {
+    let e0 = i_b * p.l * p.di + i_di;
+    next_x = x[e0];
+    next_z = z[e0];
+    if (p.has_dtproj == 0u) {
+      next_dt = dt[e0];
+    }
+  }
   for (var t = 0u; t < p.l; t++) {
     let row = i_b * p.l + t;
-    var dt_raw: f32;
+    let e = row * p.di + i_di;
+    let u = next_x;
+    let zv = next_z;
+    var dt_raw = next_dt;
+    if (t + 1u < p.l) {
+      next_x = x[e + p.di];
+      next_z = z[e + p.di];
+      if (p.has_dtproj == 0u) {
+        next_dt = dt[e + p.di];
+      }
+    }
     if (p.has_dtproj == 1u) {
       dt_raw = dt_bias[i_di];
       for (var i_r = 0u; i_r < p.r; i_r++) {
         dt_raw += dt_w_at(i_di * p.dt_stride + i_r) * dt_low[row * p.r + i_r];
       }
-      dt[row * p.di + i_di] = dt_raw;
-    } else {
-      dt_raw = dt[row * p.di + i_di];
+      dt[e] = dt_raw;
     }
     let delta = softplus(dt_raw);
-    let u = x[row * p.di + i_di];
     let du = delta * u;
     var acc = 0.0;
-    for (var i_n = 0u; i_n < p.n; i_n++) {
+    for (var i_n = 0u; i_n < N; i_n++) {
       let s = i_n * WG + lane;
-      let hv = exp(delta * A[i_di * p.n + i_n]) * hs[s] + du * B[row * p.n + i_n];
+      let hv = exp(delta * as_[s]) * hs[s] + du * B[row * N + i_n];
       hs[s] = hv;
-      acc += hv * C[row * p.n + i_n];
+      acc += hv * C[row * N + i_n];
     }
-    y[row * p.di + i_di] = (acc + u * d_skip) * silu(z[row * p.di + i_di]);
+    y[e] = (acc + u * d_skip) * silu(zv);
   }
-  for (var i_n = 0u; i_n < p.n; i_n++) {
-    h[idx * p.n + i_n] = hs[i_n * WG + lane];
+  for (var i_n = 0u; i_n < N; i_n++) {
+    h[idx * N + i_n] = hs[i_n * WG + lane];
   }
 }

@@ -16,8 +16,9 @@
 // | 8       | D       | read       | f32    | (h)                              |
 // | 9       | state   | read_write | f32    | (b, h, p, n)                     |
 //
-// One thread per (i_b, i_h, i_p), sequential over t; its n states live in workgroup memory.
-// Dispatch: ceil(b*h*p / WG) workgroups over x and y. Needs n <= N.
+// One thread per (i_b, i_h, i_p), sequential over t; its n states live in workgroup memory; loops
+// over n run to the override N (= n), so the compiler can unroll them; the next step's x and dt are
+// loaded before this step's scan. Dispatch: ceil(b*h*p / WG) workgroups over x and y. Needs n = N.
 
 struct Params {
   b: u32,
@@ -71,22 +72,33 @@ fn ssd_scan(
   let i_b = idx / (p.p * p.h);
   let i_g = i_h / (p.h / p.g);
   let lane = lid.x;
-  for (var i_n = 0u; i_n < p.n; i_n++) {
-    hs[i_n * WG + lane] = state[idx * p.n + i_n];
+  for (var i_n = 0u; i_n < N; i_n++) {
+    hs[i_n * WG + lane] = state[idx * N + i_n];
   }
   let a = A[i_h];
   let d_skip = D[i_h];
   let bias = dt_bias[i_h];
+  var next_u = 0.0;
+  var next_dt = 0.0;
+  if (p.l > 0u) {
+    next_u = x[((i_b * p.l) * p.h + i_h) * p.p + i_p];
+    next_dt = dt[(i_b * p.l) * p.h + i_h];
+  }
   for (var t = 0u; t < p.l; t++) {
     let row = i_b * p.l + t;
-    let delta = clamp(softplus(dt[row * p.h + i_h] + bias), p.dt_min, p.dt_max);
-    let decay = exp(delta * a);
     let xi = (row * p.h + i_h) * p.p + i_p;
-    let u = x[xi];
+    let u = next_u;
+    let dt_raw = next_dt;
+    if (t + 1u < p.l) {
+      next_u = x[xi + p.h * p.p];
+      next_dt = dt[(row + 1u) * p.h + i_h];
+    }
+    let delta = clamp(softplus(dt_raw + bias), p.dt_min, p.dt_max);
+    let decay = exp(delta * a);
     let du = delta * u;
-    let bc = (row * p.g + i_g) * p.n;
+    let bc = (row * p.g + i_g) * N;
     var acc = 0.0;
-    for (var i_n = 0u; i_n < p.n; i_n++) {
+    for (var i_n = 0u; i_n < N; i_n++) {
       let s = i_n * WG + lane;
       let hv = decay * hs[s] + du * B[bc + i_n];
       hs[s] = hv;
@@ -94,7 +106,7 @@ fn ssd_scan(
     }
     y[xi] = acc + u * d_skip;
   }
-  for (var i_n = 0u; i_n < p.n; i_n++) {
-    state[idx * p.n + i_n] = hs[i_n * WG + lane];
+  for (var i_n = 0u; i_n < N; i_n++) {
+    state[idx * N + i_n] = hs[i_n * WG + lane];
   }
 }

@@ -559,7 +559,7 @@ export class WebGpuBackend implements Backend {
     const t = [a.y, a.x, a.dt, a.A, a.B, a.C, a.D, a.z, a.h].map(gt);
     const [b, l, di] = t[1].shape;
     const n = t[3].shape[1];
-    const wg = scanGroup(n, 32);
+    const wg = scanGroup(2 * n, 32); // h and A in workgroup memory
     const buffers = t.map((x) => x.buffer);
     buffers.push(low?.buffer ?? this.#dummyRead, proj?.w.buffer ?? this.#dummyRead);
     buffers.push(proj?.bias?.buffer ?? this.#dummyRead);
