@@ -33,6 +33,17 @@ interface Candidate {
 /** In order of preference for `auto`: the fastest first, js (always available) last. */
 const CANDIDATES: Candidate[] = [
   {
+    name: "webgpu",
+    create: async (opts) => {
+      const { createWebGpuBackend } = await import("./webgpu/webgpu.ts");
+      return await createWebGpuBackend({ dtype: opts.dtype });
+    },
+    probe: async () => {
+      const { probeWebGpu } = await import("./webgpu/webgpu.ts");
+      return await probeWebGpu();
+    },
+  },
+  {
     name: "js",
     create: (opts) => {
       if (opts.dtype && opts.dtype !== "f32") {

@@ -1,7 +1,8 @@
 /**
  * The decode loop: prefill the prompts, then one recurrent step per new token. Sampling is a backend op
  * and sampled ids stay on the backend (they feed the next step's embedding there); the loop reads ids
- * back every `backend.stepsPerRead` steps, which is every step on js and wasm and several on webgpu.
+ * back every `backend.stepsPerRead` steps, which is every step on js and wasm and several on webgpu,
+ * where the steps of the next cycles are issued before the earlier reads resolve (pipelined).
  *
  * @module
  */
@@ -106,6 +107,10 @@ export async function* decode(
     prefill(net, state, prompts, last);
     net.head(logits, normed, last);
     be.sample({ out: tokens, outRow: 0, logits, params, step: state.draws++, seen });
+    if (k > 1 && !opts.state) {
+      yield* pipelined(net, tokens, logits, normed, state, params, seen, b, maxNew, stops, opts.signal);
+      return;
+    }
     const done = new Array<boolean>(b).fill(false);
     let produced = 0;
     let fromRow = 0; // first row of `tokens` not yet read
@@ -128,20 +133,96 @@ export async function* decode(
       // Next cycle: step on the newest sampled row, sampling into rows 1..steps.
       if (rows > 1 || fromRow > 0) be.copy(tokens, tokens, 0, (rows - 1) * b, b);
       const steps = Math.min(k, maxNew - produced);
-      const ws1 = net.run(state, tokens, 0, b, 1); // consumes row 0
-      net.head(logits, normed, ws1.hidden);
-      be.sample({ out: tokens, outRow: 1, logits, params, step: state.draws++, seen });
-      for (let s = 1; s < steps; s++) {
-        const ws = net.run(state, tokens, s * b, b, 1);
-        net.head(logits, normed, ws.hidden);
-        be.sample({ out: tokens, outRow: s + 1, logits, params, step: state.draws++, seen });
-      }
+      issueSteps(net, tokens, logits, normed, state, params, seen, b, steps);
       fromRow = 1;
       rows = steps + 1;
     }
   } finally {
     for (const t of [tokens, last, normed, logits, seen]) if (t) be.free(t);
     if (!opts.state) state.dispose();
+  }
+}
+
+/** Steps `steps` times from row 0 of `tokens`, sampling into rows 1..steps. */
+function issueSteps(
+  net: Network,
+  tokens: Tensor,
+  logits: Tensor,
+  normed: Tensor,
+  state: State,
+  params: SamplingParams,
+  seen: Tensor | undefined,
+  b: number,
+  steps: number,
+): void {
+  const be = net.backend;
+  for (let s = 0; s < steps; s++) {
+    const ws = net.run(state, tokens, s * b, b, 1); // consumes row s
+    net.head(logits, normed, ws.hidden);
+    be.sample({ out: tokens, outRow: s + 1, logits, params, step: state.draws++, seen });
+  }
+}
+
+/** Reads of sampled ids kept in flight by the pipelined loop. */
+const READS_IN_FLIGHT = 4;
+
+/**
+ * The decode loop of backends whose reads cost a round trip (stepsPerRead > 1), on a private state:
+ * the steps of the next cycles are issued before the ids of the earlier ones are read back, so the
+ * device never waits for a read. A read returns the ids as they were when it was issued (the
+ * backend contract), so one `tokens` tensor serves every cycle. Steps issued past a stop are wasted
+ * work on a state nobody sees afterwards.
+ */
+async function* pipelined(
+  net: Network,
+  tokens: Tensor,
+  logits: Tensor,
+  normed: Tensor,
+  state: State,
+  params: SamplingParams,
+  seen: Tensor | undefined,
+  b: number,
+  maxNew: number,
+  stops: Set<number>,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<DecodeChunk, void, boolean | undefined> {
+  const be = net.backend;
+  const k = be.stepsPerRead;
+  const reads: { ids: Promise<Int32Array>; fromRow: number; rows: number }[] = [];
+  const read = (fromRow: number, rows: number) => {
+    const ids = be.readIds(tokens);
+    ids.catch(() => {}); // a read dropped after a stop must not surface as unhandled
+    reads.push({ ids, fromRow, rows });
+  };
+  read(0, 1);
+  let issued = 1; // ids sampled so far, per sequence
+  let lastRow = 0; // row of `tokens` holding the newest sampled ids
+  const done = new Array<boolean>(b).fill(false);
+  let produced = 0;
+  while (true) {
+    while (reads.length < READS_IN_FLIGHT && issued < maxNew) {
+      if (lastRow > 0) be.copy(tokens, tokens, 0, lastRow * b, b);
+      const steps = Math.min(k, maxNew - issued);
+      issueSteps(net, tokens, logits, normed, state, params, seen, b, steps);
+      read(1, steps + 1);
+      issued += steps;
+      lastRow = steps;
+    }
+    const cycle = reads.shift()!;
+    const got = await cycle.ids;
+    const chunk: DecodeChunk = { ids: Array.from({ length: b }, () => []), done };
+    for (let r = cycle.fromRow; r < cycle.rows && produced < maxNew; r++, produced++) {
+      for (let i = 0; i < b; i++) {
+        if (done[i]) continue;
+        const id = got[r * b + i];
+        chunk.ids[i].push(id);
+        if (stops.has(id)) done[i] = true;
+      }
+    }
+    if (produced >= maxNew) done.fill(true);
+    const stopNow = yield chunk;
+    if (stopNow || done.every(Boolean)) return;
+    signal?.throwIfAborted();
   }
 }
 

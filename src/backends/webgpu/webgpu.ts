@@ -1,0 +1,964 @@
+/**
+ * The `webgpu` backend: every op is a WGSL compute shader (wgsl/*.wgsl, bundled into _shaders.ts by
+ * scripts/build_wgsl.ts). Ops are recorded, not run: consecutive ops go into one compute pass of one
+ * command encoder, which is submitted only when something must leave the GPU (`read`, `readIds`) or
+ * enter it in order (`write`). So a whole decode step, sampling included, is one pass, and the sampled
+ * ids feed the next step's embedding on the GPU.
+ *
+ * - Pipelines are created once per (kernel, overrides); bind groups are cached per (kernel, buffers);
+ *   every Params uniform of a submission lives in one arena, bound with a dynamic offset.
+ * - Weights are uploaded once. Matrices keep rows padded to a multiple of 8 columns (for vec4 loads);
+ *   with `dtype: "f16"` they are stored as f16 pairs packed in u32 and unpacked with unpack2x16float
+ *   (no shader-f16 feature needed), accumulating in f32. f32 is the default and the exact one.
+ * - `zeros` tensors come from a pool of buffers by size (refilled with zeros by a kernel).
+ * - A failed pipeline, a validation error or a lost device is a BackendError at the next read.
+ *
+ * @module
+ */
+
+import {
+  type Backend,
+  numel,
+  type SampleArgs,
+  type ScanArgs,
+  type Shape,
+  type SsdArgs,
+  type Tensor,
+  type WeightDType,
+} from "../backend.ts";
+import { BackendError } from "../../errors.ts";
+import { SHADERS } from "./_shaders.ts";
+
+/** x; out 0..3; w 0..3; bias 0..3; norm_w; xn; resid (see wgsl/matvec.wgsl). */
+const MATVEC_BINDINGS: ("read" | "rw")[] = [
+  "read",
+  ...Array(4).fill("rw"),
+  ...Array(8).fill("read"),
+  "read",
+  "rw",
+  "rw",
+];
+
+/** Storage bindings of each kernel after its Params uniform (binding 0), in binding order. */
+const KERNELS: Record<string, ("read" | "rw")[]> = {
+  add: ["rw", "rw", "rw"],
+  argmax: ["rw", "read", "rw"],
+  conv1d_silu: ["rw", "read", "read", "read", "rw"],
+  copy: ["rw", "rw"],
+  embed: ["rw", "read", "read"],
+  embed_f16: ["rw", "read", "read"],
+  fill: ["rw"],
+  gated_rms_norm: ["rw", "rw", "read", "read"],
+  matmul: ["rw", "read", "read", "read"],
+  matmul_f16: ["rw", "read", "read", "read"],
+  matvec: MATVEC_BINDINGS,
+  matvec_f16: MATVEC_BINDINGS,
+  rms_norm: ["rw", "rw", "read"],
+  sample: ["rw", "read", "rw", "rw"],
+  selective_scan: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
+  ssd_scan: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
+};
+
+/** Bytes of one Params slot in the uniform arena (minUniformBufferOffsetAlignment). */
+const SLOT = 256;
+/** Slots per submission; a full arena is submitted. */
+const SLOTS = 4096;
+/** Largest grid dimension WebGPU guarantees. */
+const MAX_GROUPS = 65535;
+/** linear uses the matrix-vector kernel (weights re-read from cache per row of x) up to this many rows of x, the tiled kernel beyond. */
+const MATVEC_MAX_M = 32;
+/** The matrix-vector kernel stages rows of x in workgroup memory: at most this many vec4. */
+const MATVEC_MAX_X4 = 1280;
+/** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
+const MATVEC_MIN_GROUPS = 512;
+/** Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them). */
+const MATVEC_MAX_MB = 1;
+
+/** An RMSNorm held back, to be fused into the matrix-vector dispatch that reads its output. */
+interface PendingNorm {
+  out: GpuTensor;
+  x: GpuTensor;
+  w: GpuTensor;
+  eps: number;
+  m: number;
+  d: number;
+}
+
+/** Matrix-vector products on one input, held back to be dispatched together (see #emit). */
+interface PendingLinear {
+  /** the input the ops were given (the norm's output when \`norm\` is fused) */
+  input: GpuTensor;
+  norm?: PendingNorm;
+  m: number;
+  cols: number;
+  stride: number;
+  packed: "f32" | "f16";
+  items: { out: GpuTensor; w: GpuTensor; bias?: GpuTensor; rows: number }[];
+  /** add the (single) product into this tensor too */
+  resid?: GpuTensor;
+}
+
+/** Cached bind groups: one level per bound buffer, the group itself under LEAF. */
+type BindTree = Map<GPUBuffer | typeof LEAF, BindTree | GPUBindGroup>;
+const LEAF = Symbol("bind group");
+
+/** A tensor on the GPU: a whole buffer. Matrices carry their padded row stride and packing. */
+class GpuTensor implements Tensor {
+  freed = false;
+  constructor(
+    readonly shape: Shape,
+    readonly dtype: "f32" | "i32",
+    readonly buffer: GPUBuffer,
+    /** bytes of data (the buffer may be larger) */
+    readonly bytes: number,
+    /** for matrices: elements per stored row, and how they are stored */
+    readonly matrix?: { stride: number; packed: "f32" | "f16" },
+  ) {}
+}
+
+function gt(t: Tensor): GpuTensor {
+  const g = t as GpuTensor;
+  if (g.freed) throw new BackendError(`Cannot use tensor (${g.shape.join(", ")}): it was freed`);
+  return g;
+}
+
+/** What an adapter is, for `deno task info` and for `auto`. */
+export interface AdapterReport {
+  description: string;
+  vendor: string;
+  architecture: string;
+  isFallbackAdapter: boolean;
+  features: string[];
+  limits: Record<string, number>;
+}
+
+/** The adapter navigator.gpu offers, or undefined (no WebGPU, or no adapter). */
+export async function requestAdapter(): Promise<GPUAdapter | undefined> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) return undefined;
+  return (await gpu.requestAdapter({ powerPreference: "high-performance" })) ?? undefined;
+}
+
+/** Whether the adapter is a fallback (software) adapter, whichever way the runtime says so. */
+export function isFallback(adapter: GPUAdapter): boolean {
+  const info = (adapter as unknown as { info?: { isFallbackAdapter?: boolean } }).info;
+  return Boolean(
+    info?.isFallbackAdapter ?? (adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter,
+  );
+}
+
+/** A description of the adapter: name, features and limits. */
+export function describeAdapter(adapter: GPUAdapter): AdapterReport {
+  const info = (adapter as unknown as { info?: GPUAdapterInfo }).info;
+  const limits: Record<string, number> = {};
+  for (const key in adapter.limits) {
+    const v = (adapter.limits as unknown as Record<string, unknown>)[key];
+    if (typeof v === "number") limits[key] = v;
+  }
+  return {
+    description: info?.description ?? "",
+    vendor: info?.vendor ?? "",
+    architecture: info?.architecture ?? "",
+    isFallbackAdapter: isFallback(adapter),
+    features: [...adapter.features].sort(),
+    limits,
+  };
+}
+
+/**
+ * Why the webgpu backend would not be chosen by `auto` here, or undefined when it would be:
+ * no navigator.gpu, no adapter, or only a fallback (software) adapter.
+ */
+export async function probeWebGpu(): Promise<string | undefined> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) return "no WebGPU (navigator.gpu is undefined)";
+  const adapter = await requestAdapter();
+  if (!adapter) return "no adapter";
+  if (isFallback(adapter)) {
+    return `adapter "${describeAdapter(adapter).description}" is a fallback (software) adapter`;
+  }
+  return undefined;
+}
+
+/** Creates the webgpu backend on the default adapter (a fallback adapter too: tests use one). */
+export async function createWebGpuBackend(opts: { dtype?: WeightDType } = {}): Promise<WebGpuBackend> {
+  const dtype = opts.dtype ?? "f32";
+  if (dtype !== "f32" && dtype !== "f16") {
+    throw new BackendError(`Cannot create webgpu backend: dtype is "${dtype}", expected "f32" or "f16"`);
+  }
+  const adapter = await requestAdapter();
+  if (!adapter) {
+    throw new BackendError(
+      "Cannot create webgpu backend: adapter is missing, expected a WebGPU adapter (Deno needs --unstable-webgpu)",
+    );
+  }
+  const a = adapter.limits;
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({
+      requiredLimits: {
+        maxStorageBuffersPerShaderStage: Math.min(a.maxStorageBuffersPerShaderStage, 16),
+        maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
+        maxBufferSize: a.maxBufferSize,
+        maxComputeWorkgroupStorageSize: a.maxComputeWorkgroupStorageSize,
+      },
+    });
+  } catch (e) {
+    throw new BackendError(`Cannot create webgpu backend: requestDevice failed: ${(e as Error).message}`);
+  }
+  if (device.limits.maxStorageBuffersPerShaderStage < 10) {
+    device.destroy();
+    throw new BackendError(
+      `Cannot create webgpu backend: maxStorageBuffersPerShaderStage is ${device.limits.maxStorageBuffersPerShaderStage}, expected at least 10`,
+    );
+  }
+  const backend = new WebGpuBackend(device, describeAdapter(adapter), dtype);
+  try {
+    await backend.compileShaders();
+  } catch (e) {
+    await backend.dispose();
+    throw e;
+  }
+  return backend;
+}
+
+/** The WebGPU backend. Create it with createWebGpuBackend. */
+export class WebGpuBackend implements Backend {
+  readonly name = "webgpu" as const;
+  readonly weightDType: "f32" | "f16";
+  /** Decode steps between two reads of sampled ids (the generator also keeps reads in flight). */
+  readonly stepsPerRead = 32;
+
+  #device: GPUDevice;
+  #modules = new Map<string, GPUShaderModule>();
+  #layouts = new Map<string, { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
+  #pipelines = new Map<string, GPUComputePipeline>();
+  #bindGroups = new Map<string, BindTree>();
+  #ids = new WeakMap<GPUBuffer, number>();
+  #nextId = 1;
+  #pool = new Map<number, GPUBuffer[]>();
+  #owned = new Set<GPUBuffer>();
+  #uniform: GPUBuffer;
+  #arena = new ArrayBuffer(SLOT * SLOTS);
+  #arenaU32 = new Uint32Array(this.#arena);
+  #arenaF32 = new Float32Array(this.#arena);
+  #slots = 0;
+  #offset = new Uint32Array(1);
+  #encoder?: GPUCommandEncoder;
+  #pass?: GPUComputePassEncoder;
+  #lastPipeline?: GPUComputePipeline;
+  #dummyRead: GPUBuffer;
+  #dummyRw: GPUBuffer;
+  #scratch?: GPUBuffer;
+  #pendingNorm?: PendingNorm;
+  #pendingLinear?: PendingLinear;
+  #failure?: string;
+  #lost?: string;
+  #disposed = false;
+
+  constructor(device: GPUDevice, readonly adapter: AdapterReport, dtype: "f32" | "f16") {
+    this.#device = device;
+    this.weightDType = dtype;
+    device.lost.then((info) => {
+      if (!this.#disposed) this.#lost = `${info.reason}: ${info.message}`;
+    });
+    device.addEventListener("uncapturederror", (e) => {
+      this.#failure ??= (e as GPUUncapturedErrorEvent).error.message;
+    });
+    this.#uniform = this.#buffer(SLOT * SLOTS, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    this.#dummyRead = this.#buffer(16);
+    this.#dummyRw = this.#buffer(16);
+  }
+
+  // ---- tensors ----
+
+  uploadMatrix(data: Float32Array, shape: Shape): Tensor {
+    this.#check();
+    if (shape.length !== 2 || data.length !== numel(shape)) {
+      throw new BackendError(
+        `Cannot upload matrix: ${data.length} values of shape (${
+          shape.join(", ")
+        }), expected a 2-d shape of as many values`,
+      );
+    }
+    const [rows, cols] = shape;
+    const stride = Math.ceil(cols / 8) * 8;
+    if (this.weightDType === "f16") {
+      const halves = new Uint16Array(rows * stride);
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < cols; c++) halves[r * stride + c] = toHalf(data[r * cols + c]);
+      }
+      const buf = this.#filled(halves);
+      return new GpuTensor([...shape], "f32", buf, halves.byteLength, { stride, packed: "f16" });
+    }
+    let padded = data;
+    if (stride !== cols) {
+      padded = new Float32Array(rows * stride);
+      for (let r = 0; r < rows; r++) padded.set(data.subarray(r * cols, (r + 1) * cols), r * stride);
+    }
+    const buf = this.#filled(padded);
+    return new GpuTensor([...shape], "f32", buf, padded.byteLength, { stride, packed: "f32" });
+  }
+
+  upload(data: Float32Array, shape: Shape): Tensor {
+    this.#check();
+    if (data.length !== numel(shape)) {
+      throw new BackendError(
+        `Cannot upload: ${data.length} values for shape (${shape.join(", ")}), expected ${numel(shape)}`,
+      );
+    }
+    return new GpuTensor([...shape], "f32", this.#filled(data), data.byteLength);
+  }
+
+  zeros(shape: Shape, dtype: "f32" | "i32" = "f32"): Tensor {
+    this.#emit();
+    this.#check();
+    const bytes = numel(shape) * 4;
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    const reuse = this.#pool.get(size)?.pop();
+    const buf = reuse ?? this.#buffer(size);
+    if (reuse) this.#fill(buf, size / 4, 0);
+    return new GpuTensor([...shape], dtype, buf, bytes);
+  }
+
+  write(t: Tensor, data: Float32Array | Int32Array, offset = 0): void {
+    this.#emit();
+    this.#check();
+    const g = gt(t);
+    if (g.matrix) throw new BackendError("Cannot write: tensor is a packed matrix, expected a plain tensor");
+    if (offset < 0 || offset + data.length > numel(g.shape)) {
+      throw new BackendError(
+        `Cannot write: range [${offset}, ${offset + data.length}) is outside the tensor's ${
+          numel(g.shape)
+        } elements`,
+      );
+    }
+    if (data.length === 0) return;
+    this.#flush(); // ops recorded before must see the old contents
+    this.#device.queue.writeBuffer(g.buffer, offset * 4, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  copy(dst: Tensor, src: Tensor, dstOffset = 0, srcOffset = 0, length?: number): void {
+    this.#emit();
+    const d = gt(dst), s = gt(src);
+    const n = length ?? numel(s.shape) - srcOffset;
+    if (n <= 0) return;
+    if (d.buffer === s.buffer && dstOffset < srcOffset + n && srcOffset < dstOffset + n) {
+      throw new BackendError(
+        `Cannot copy within a tensor: ranges [${srcOffset}, ${srcOffset + n}) and [${dstOffset}, ${
+          dstOffset + n
+        }) overlap, expected disjoint ranges`,
+      );
+    }
+    this.#run("copy", {}, [d.buffer, s.buffer], [n, dstOffset, srcOffset, 0], "uuuu", this.#grid1(n, 256));
+  }
+
+  async read(t: Tensor): Promise<Float32Array> {
+    const g = gt(t);
+    const bytes = await this.#readBytes(g);
+    if (g.matrix) return unpackMatrix(bytes, g.shape, g.matrix);
+    return new Float32Array(bytes, 0, numel(g.shape));
+  }
+
+  async readIds(t: Tensor): Promise<Int32Array> {
+    const g = gt(t);
+    return new Int32Array(await this.#readBytes(g), 0, numel(g.shape));
+  }
+
+  free(t: Tensor): void {
+    const g = t as GpuTensor;
+    if (g.freed || this.#disposed) return;
+    this.#emit();
+    g.freed = true;
+    const size = g.buffer.size;
+    let list = this.#pool.get(size);
+    if (!list) this.#pool.set(size, list = []);
+    list.push(g.buffer);
+  }
+
+  // ---- ops ----
+
+  embed(out: Tensor, table: Tensor, ids: Tensor, idsOffset = 0): void {
+    this.#emit();
+    const o = gt(out), tab = gt(table), id = gt(ids);
+    const d = tab.shape[1];
+    const m = numel(o.shape) / d;
+    const stride = tab.matrix?.stride ?? d;
+    const kernel = tab.matrix?.packed === "f16" ? "embed_f16" : "embed";
+    this.#run(
+      kernel,
+      {},
+      [o.buffer, tab.buffer, id.buffer],
+      [m, d, stride, idsOffset],
+      "uuuu",
+      this.#grid1(m * d, 256),
+    );
+  }
+
+  rmsNorm(out: Tensor, x: Tensor, w: Tensor, eps: number): void {
+    this.#emit();
+    const o = gt(out), xs = gt(x), ws = gt(w);
+    const d = xs.shape[xs.shape.length - 1];
+    const m = numel(xs.shape) / d;
+    if (o !== xs) {
+      // Held back: the matrix-vector products that read `out` next normalize their input themselves.
+      this.#pendingNorm = { out: o, x: xs, w: ws, eps, m, d };
+      return;
+    }
+    this.#rmsNorm(o, xs, ws, eps, m, d);
+  }
+
+  #rmsNorm(o: GpuTensor, xs: GpuTensor, ws: GpuTensor, eps: number, m: number, d: number): void {
+    this.#run("rms_norm", {}, [o.buffer, xs.buffer, ws.buffer], [m, d, eps, 0], "uufu", this.#grid2(m));
+  }
+
+  add(out: Tensor, a: Tensor, b: Tensor): void {
+    const o = gt(out), as = gt(a), bs = gt(b);
+    const pl = this.#pendingLinear;
+    if (pl && pl.items.length === 1 && !pl.resid) {
+      const made = pl.items[0].out;
+      const other = bs === made ? as : as === made ? bs : undefined;
+      const input = pl.norm ? pl.norm.x : pl.input;
+      if (other === o && o !== input && o !== made && numel(o.shape) === pl.m * pl.items[0].rows) {
+        pl.resid = o; // out = out + the product: fused into the product's dispatch
+        this.#emit();
+        return;
+      }
+    }
+    this.#emit();
+    const n = numel(o.shape);
+    this.#run("add", {}, [o.buffer, as.buffer, bs.buffer], [n, 0, 0, 0], "uuuu", this.#grid1(n, 256));
+  }
+
+  linear(out: Tensor, w: Tensor, x: Tensor, bias?: Tensor): void {
+    const o = gt(out), ws = gt(w), xs = gt(x), bs = bias ? gt(bias) : undefined;
+    if (!ws.matrix) {
+      throw new BackendError(
+        "Cannot run linear: weight was not uploaded with uploadMatrix, expected a matrix",
+      );
+    }
+    const [rows, cols] = ws.shape;
+    const m = numel(xs.shape) / cols;
+    const { stride, packed } = ws.matrix;
+    if (m <= MATVEC_MAX_M && stride / 4 <= MATVEC_MAX_X4) {
+      const pl = this.#pendingLinear;
+      if (
+        pl && !pl.resid && pl.items.length < 4 && pl.input === xs && pl.m === m && pl.cols === cols &&
+        pl.stride === stride && pl.packed === packed && pl.items.every((it) => it.out !== o)
+      ) {
+        pl.items.push({ out: o, w: ws, bias: bs, rows });
+        return;
+      }
+      let norm = this.#pendingNorm;
+      if (norm && (norm.out !== xs || norm.m !== m || norm.d !== cols || o === norm.x)) norm = undefined;
+      if (norm) this.#pendingNorm = undefined;
+      this.#emit();
+      this.#pendingLinear = {
+        input: xs,
+        norm,
+        m,
+        cols,
+        stride,
+        packed,
+        items: [{ out: o, w: ws, bias: bs, rows }],
+      };
+      return;
+    }
+    this.#emit();
+    const buffers = [o.buffer, ws.buffer, xs.buffer, bs?.buffer ?? this.#dummyRead];
+    const kernel = packed === "f16" ? "matmul_f16" : "matmul";
+    this.#run(kernel, { TK: 16 }, buffers, [m, rows, cols, stride, bs ? 1 : 0, 0, 0, 0], "uuuuuuuu", [
+      Math.ceil(rows / 64),
+      Math.ceil(m / 64),
+      1,
+    ]);
+  }
+
+  /** Dispatches what was held back (matrix-vector products, a norm), before any other op. */
+  #emit(): void {
+    const pl = this.#pendingLinear;
+    if (pl) {
+      this.#pendingLinear = undefined;
+      this.#matvec(pl);
+    }
+    const norm = this.#pendingNorm;
+    if (norm) {
+      this.#pendingNorm = undefined;
+      this.#rmsNorm(norm.out, norm.x, norm.w, norm.eps, norm.m, norm.d);
+    }
+  }
+
+  #matvec(pl: PendingLinear): void {
+    const x4 = pl.stride / 4;
+    // Output rows per workgroup: 8 where that still leaves many workgroups, fewer for small
+    // matrices (so that they spread over the GPU), and fewer threads per row for short rows.
+    const allRows = pl.items.reduce((a, it) => a + it.rows, 0) * pl.m;
+    let perGroup = 8;
+    while (perGroup > 1 && allRows / perGroup < MATVEC_MIN_GROUPS) perGroup /= 2;
+    while (perGroup < 32 && 256 / perGroup > 2 * x4) perGroup *= 2;
+    const tpr = 256 / perGroup;
+    const mb = Math.max(1, Math.min(MATVEC_MAX_MB, Math.floor(MATVEC_MAX_X4 / x4), pl.m));
+    const xmax = Math.ceil((mb * x4) / 128) * 128;
+    const n = pl.items.length;
+    const starts = [0, 0, 0, 0], os = [0, 0, 0, 0], hasBias = [0, 0, 0, 0];
+    const buffers: GPUBuffer[] = [pl.norm ? pl.norm.x.buffer : pl.input.buffer];
+    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].out.buffer : this.#dummyRw);
+    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].w.buffer : this.#dummyRead);
+    for (let j = 0; j < 4; j++) buffers.push(pl.items[j]?.bias?.buffer ?? this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.w.buffer : this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.out.buffer : this.#dummyRw);
+    buffers.push(pl.resid ? pl.resid.buffer : this.#dummyRw);
+    let total = 0;
+    for (let j = 0; j < 4; j++) {
+      starts[j] = total;
+      if (j >= n) continue;
+      os[j] = pl.items[j].rows;
+      hasBias[j] = pl.items[j].bias ? 1 : 0;
+      total += Math.ceil(os[j] / perGroup);
+    }
+    const flags = [pl.m, pl.cols, x4, n, pl.norm ? 1 : 0, pl.resid ? 1 : 0, pl.norm?.eps ?? 0, 0];
+    const kernel = pl.packed === "f16" ? "matvec_f16" : "matvec";
+    this.#run(
+      kernel,
+      { WG: 256, TPR: tpr, MB: mb, XMAX: xmax },
+      buffers,
+      [...os, ...starts, ...hasBias, ...flags],
+      "uuuuuuuuuuuuuuuuuufu",
+      [total, Math.ceil(pl.m / mb), 1],
+    );
+  }
+
+  conv1dSilu(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | undefined, state: Tensor): void {
+    this.#emit();
+    const o = gt(out), xs = gt(x), ws = gt(w), bs = bias ? gt(bias) : undefined, st = gt(state);
+    const [b, l, c] = xs.shape;
+    const k = ws.shape[1];
+    this.#run(
+      "conv1d_silu",
+      { WG: 64 },
+      [o.buffer, xs.buffer, ws.buffer, bs?.buffer ?? this.#dummyRead, st.buffer],
+      [b, l, c, k, bs ? 1 : 0, 0, 0, 0],
+      "uuuuuuuu",
+      this.#grid1(b * c, 64),
+    );
+  }
+
+  selectiveScan(a: ScanArgs): void {
+    // dt_proj held back as a single matrix-vector product on dt: fused into the scan.
+    const pl = this.#pendingLinear;
+    let proj: PendingLinear["items"][0] | undefined;
+    let low: GpuTensor | undefined;
+    if (
+      pl && pl.items.length === 1 && !pl.norm && !pl.resid && pl.items[0].out === a.dt && pl.items[0].bias
+    ) {
+      proj = pl.items[0];
+      low = pl.input;
+      this.#pendingLinear = undefined;
+    }
+    this.#emit();
+    const t = [a.y, a.x, a.dt, a.A, a.B, a.C, a.D, a.z, a.h].map(gt);
+    const [b, l, di] = t[1].shape;
+    const n = t[3].shape[1];
+    const wg = scanGroup(2 * n, 32); // h and A in workgroup memory
+    const buffers = t.map((x) => x.buffer);
+    buffers.push(low?.buffer ?? this.#dummyRead, proj?.w.buffer ?? this.#dummyRead);
+    buffers.push(proj?.bias?.buffer ?? this.#dummyRead);
+    const r = proj ? proj.w.shape[1] : 0;
+    const stride = proj?.w.matrix?.stride ?? 0;
+    const f16 = proj?.w.matrix?.packed === "f16" ? 1 : 0;
+    this.#run(
+      "selective_scan",
+      { WG: wg, N: n },
+      buffers,
+      [b, l, di, n, proj ? 1 : 0, r, stride, f16],
+      "uuuuuuuu",
+      this.#grid1(b * di, wg),
+    );
+  }
+
+  ssdScan(a: SsdArgs): void {
+    this.#emit();
+    const t = [a.y, a.x, a.dt, a.dtBias, a.A, a.B, a.C, a.D, a.state].map(gt);
+    const [b, l, h, p] = t[1].shape;
+    const [, , g, n] = t[5].shape;
+    const wg = scanGroup(n, 32);
+    this.#run(
+      "ssd_scan",
+      { WG: wg, N: n },
+      t.map((x) => x.buffer),
+      [b, l, h, p, g, n, a.dtMin, a.dtMax],
+      "uuuuuuff",
+      this.#grid1(b * h * p, wg),
+    );
+  }
+
+  gatedRmsNorm(out: Tensor, y: Tensor, z: Tensor, w: Tensor, eps: number, groupSize: number): void {
+    this.#emit();
+    const o = gt(out), ys = gt(y), zs = gt(z), ws = gt(w);
+    const groups = numel(ys.shape) / groupSize;
+    this.#run(
+      "gated_rms_norm",
+      {},
+      [o.buffer, ys.buffer, zs.buffer, ws.buffer],
+      [groups, groupSize, ws.shape[0], eps],
+      "uuuf",
+      this.#grid2(groups),
+    );
+  }
+
+  sample(a: SampleArgs): void {
+    this.#emit();
+    const out = gt(a.out), logits = gt(a.logits), seen = a.seen ? gt(a.seen) : undefined;
+    const [b, v] = logits.shape;
+    const pr = a.params;
+    const hasSeen = seen ? 1 : 0;
+    const seenBuf = seen?.buffer ?? this.#dummyRw;
+    if (pr.temperature <= 0) {
+      this.#run(
+        "argmax",
+        {},
+        [out.buffer, logits.buffer, seenBuf],
+        [b, v, a.outRow, hasSeen, pr.repetitionPenalty, 0, 0, 0],
+        "uuuufuuu",
+        [b, 1, 1],
+      );
+      return;
+    }
+    const need = Math.max(16, b * 2 * v * 4);
+    if (!this.#scratch || this.#scratch.size < need) {
+      if (this.#scratch) this.free(new GpuTensor([0], "f32", this.#scratch, 0));
+      this.#scratch = this.#buffer(need);
+    }
+    this.#run(
+      "sample",
+      {},
+      [out.buffer, logits.buffer, seenBuf, this.#scratch],
+      [
+        b,
+        v,
+        a.outRow,
+        hasSeen,
+        pr.repetitionPenalty,
+        pr.temperature,
+        pr.topK,
+        pr.topP,
+        pr.minP,
+        pr.seed,
+        a.step,
+        0,
+      ],
+      "uuuuffuffuuu",
+      [b, 1, 1],
+    );
+  }
+
+  /** Compiles every kernel's module now; a shader the device refuses is a BackendError. */
+  async compileShaders(): Promise<void> {
+    for (const kernel of Object.keys(KERNELS)) {
+      const module = this.#module(kernel);
+      const info = await module.getCompilationInfo();
+      const err = info.messages.find((msg) => msg.type === "error");
+      if (err) {
+        throw new BackendError(
+          `Cannot create webgpu backend: shader wgsl/${kernel}.wgsl does not compile on this device: ${err.message}`,
+        );
+      }
+    }
+  }
+
+  /** Submits every recorded op and waits until the GPU has run them. */
+  async sync(): Promise<void> {
+    this.#check();
+    this.#flush();
+    await this.#device.queue.onSubmittedWorkDone();
+    this.#throwIfFailed();
+  }
+
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    try {
+      this.#flush();
+    } catch {
+      // disposing anyway
+    }
+    this.#disposed = true;
+    for (const b of this.#owned) b.destroy();
+    this.#owned.clear();
+    this.#pool.clear();
+    this.#bindGroups.clear();
+    this.#device.destroy();
+    await Promise.resolve();
+  }
+
+  // ---- machinery ----
+
+  #check(): void {
+    if (this.#disposed) throw new BackendError("Cannot use webgpu backend: it was disposed");
+    if (this.#lost) throw new BackendError(`Cannot use webgpu backend: device is lost (${this.#lost})`);
+  }
+
+  #throwIfFailed(): void {
+    if (this.#lost) throw new BackendError(`Cannot run on webgpu: device is lost (${this.#lost})`);
+    if (this.#failure) {
+      const f = this.#failure;
+      this.#failure = undefined;
+      throw new BackendError(`Cannot run on webgpu: ${f}`);
+    }
+  }
+
+  #buffer(size: number, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST) {
+    const buf = this.#device.createBuffer({ size, usage });
+    this.#ids.set(buf, this.#nextId++);
+    this.#owned.add(buf);
+    return buf;
+  }
+
+  /** A new buffer holding `data` (written at creation: no ordering with recorded ops needed). */
+  #filled(data: Float32Array | Uint16Array): GPUBuffer {
+    const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
+    const buf = this.#device.createBuffer({
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      mappedAtCreation: true,
+    });
+    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    buf.unmap();
+    this.#ids.set(buf, this.#nextId++);
+    this.#owned.add(buf);
+    return buf;
+  }
+
+  #fill(buf: GPUBuffer, words: number, value: number): void {
+    this.#run("fill", {}, [buf], [words, value, 0, 0], "uuuu", this.#grid1(words, 256));
+  }
+
+  /** Workgroups for `n` threads in groups of `wg`, split over x and y. */
+  #grid1(n: number, wg: number): [number, number, number] {
+    return this.#grid2(Math.ceil(n / wg));
+  }
+
+  /** `groups` workgroups (at least one), split over x and y. */
+  #grid2(groups: number): [number, number, number] {
+    const g = Math.max(1, groups);
+    if (g <= MAX_GROUPS) return [g, 1, 1];
+    const y = Math.ceil(g / MAX_GROUPS);
+    return [Math.ceil(g / y), y, 1];
+  }
+
+  #layout(kernel: string) {
+    let l = this.#layouts.get(kernel);
+    if (!l) {
+      const entries: GPUBindGroupLayoutEntry[] = [
+        {
+          binding: 0,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: "uniform", hasDynamicOffset: true },
+        },
+        ...KERNELS[kernel].map((access, i): GPUBindGroupLayoutEntry => ({
+          binding: i + 1,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: access === "rw" ? "storage" : "read-only-storage" },
+        })),
+      ];
+      const group = this.#device.createBindGroupLayout({ entries });
+      l = { group, pipeline: this.#device.createPipelineLayout({ bindGroupLayouts: [group] }) };
+      this.#layouts.set(kernel, l);
+    }
+    return l;
+  }
+
+  #module(kernel: string): GPUShaderModule {
+    let module = this.#modules.get(kernel);
+    if (!module) {
+      module = this.#device.createShaderModule({ code: SHADERS[kernel], label: kernel });
+      this.#modules.set(kernel, module);
+    }
+    return module;
+  }
+
+  #pipeline(kernel: string, overrides: Record<string, number>): GPUComputePipeline {
+    let key = kernel;
+    for (const k in overrides) key += `|${k}=${overrides[k]}`;
+    let p = this.#pipelines.get(key);
+    if (!p) {
+      const module = this.#module(kernel);
+      this.#device.pushErrorScope("validation");
+      p = this.#device.createComputePipeline({
+        label: key,
+        layout: this.#layout(kernel).pipeline,
+        compute: { module, entryPoint: kernel, constants: overrides },
+      });
+      this.#device.popErrorScope().then((err) => {
+        if (err) this.#failure ??= `pipeline ${key} failed: ${err.message}`;
+      });
+      this.#pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** The bind group of `kernel` over `buffers`, cached in a tree of maps keyed by buffer (no strings). */
+  #bindGroup(kernel: string, buffers: GPUBuffer[]): GPUBindGroup {
+    let node = this.#bindGroups.get(kernel);
+    if (!node) this.#bindGroups.set(kernel, node = new Map());
+    for (const b of buffers) {
+      let next = node.get(b) as BindTree | undefined;
+      if (!next) node.set(b, next = new Map());
+      node = next;
+    }
+    let bg = node.get(LEAF) as GPUBindGroup | undefined;
+    if (!bg) {
+      bg = this.#device.createBindGroup({
+        layout: this.#layout(kernel).group,
+        entries: [
+          { binding: 0, resource: { buffer: this.#uniform, size: SLOT } },
+          ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+        ],
+      });
+      node.set(LEAF, bg);
+    }
+    return bg;
+  }
+
+  /** Records one dispatch of `kernel`; params are written as typed by `types` (u: u32, f: f32). */
+  #run(
+    kernel: string,
+    overrides: Record<string, number>,
+    buffers: GPUBuffer[],
+    params: number[],
+    types: string,
+    groups: [number, number, number],
+  ): void {
+    this.#check();
+    if (this.#slots === SLOTS) this.#flush();
+    const pipeline = this.#pipeline(kernel, overrides);
+    const bindGroup = this.#bindGroup(kernel, buffers);
+    const base = this.#slots * (SLOT / 4);
+    for (let i = 0; i < params.length; i++) {
+      if (types.charCodeAt(i) === 102) this.#arenaF32[base + i] = params[i]; // "f"
+      else this.#arenaU32[base + i] = params[i];
+    }
+    const pass = this.#computePass();
+    if (pipeline !== this.#lastPipeline) {
+      pass.setPipeline(pipeline);
+      this.#lastPipeline = pipeline;
+    }
+    this.#offset[0] = this.#slots * SLOT;
+    pass.setBindGroup(0, bindGroup, this.#offset, 0, 1);
+    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    this.#slots++;
+  }
+
+  #computePass(): GPUComputePassEncoder {
+    if (!this.#pass) {
+      this.#encoder ??= this.#device.createCommandEncoder();
+      this.#pass = this.#encoder.beginComputePass();
+      this.#lastPipeline = undefined;
+    }
+    return this.#pass;
+  }
+
+  #endPass(): GPUCommandEncoder {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = undefined;
+    }
+    return this.#encoder ??= this.#device.createCommandEncoder();
+  }
+
+  /** Submits what was recorded, with its Params. */
+  #flush(): void {
+    this.#emit();
+    if (!this.#encoder) return;
+    const encoder = this.#endPass();
+    if (this.#slots > 0) this.#device.queue.writeBuffer(this.#uniform, 0, this.#arena, 0, this.#slots * SLOT);
+    this.#device.queue.submit([encoder.finish()]);
+    this.#encoder = undefined;
+    this.#slots = 0;
+  }
+
+  async #readBytes(g: GpuTensor): Promise<ArrayBuffer> {
+    this.#emit();
+    this.#check();
+    const size = Math.max(4, Math.ceil(g.bytes / 4) * 4);
+    const staging = this.#device.createBuffer({
+      size,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    this.#endPass().copyBufferToBuffer(g.buffer, 0, staging, 0, size);
+    this.#flush();
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      staging.destroy();
+      this.#throwIfFailed();
+      throw new BackendError(`Cannot read from webgpu: mapAsync failed: ${(e as Error).message}`);
+    }
+    const bytes = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    this.#throwIfFailed();
+    return bytes;
+  }
+}
+
+/** Threads per workgroup of a scan whose n states per thread sit in workgroup memory (<= 16 KiB). */
+function scanGroup(n: number, most: number): number {
+  let wg = most;
+  while (wg > 4 && wg * n * 4 > 16384) wg /= 2;
+  return wg;
+}
+
+/** The (rows, cols) f32 values of a stored matrix. */
+function unpackMatrix(bytes: ArrayBuffer, shape: Shape, m: { stride: number; packed: "f32" | "f16" }) {
+  const [rows, cols] = shape;
+  const out = new Float32Array(rows * cols);
+  if (m.packed === "f32") {
+    const src = new Float32Array(bytes, 0, rows * m.stride);
+    for (let r = 0; r < rows; r++) out.set(src.subarray(r * m.stride, r * m.stride + cols), r * cols);
+    return out;
+  }
+  const src = new Uint16Array(bytes, 0, rows * m.stride);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) out[r * cols + c] = fromHalf(src[r * m.stride + c]);
+  }
+  return out;
+}
+
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+
+/** The IEEE half nearest to v (ties to even), as its 16 bits. */
+export function toHalf(v: number): number {
+  F32[0] = v;
+  const x = U32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 112; // rebias 127 -> 15
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+  return sign | h;
+}
+
+/** The value of an IEEE half given as its 16 bits. */
+export function fromHalf(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}

@@ -1,0 +1,406 @@
+import assert from "node:assert/strict";
+import type { Backend, SamplingParams, Tensor } from "../../../src/backends/backend.ts";
+import { JsBackend } from "../../../src/backends/js/js.ts";
+import {
+  createWebGpuBackend,
+  fromHalf,
+  isFallback,
+  probeWebGpu,
+  requestAdapter,
+  toHalf,
+  type WebGpuBackend,
+} from "../../../src/backends/webgpu/webgpu.ts";
+import { BackendError } from "../../../src/errors.ts";
+import { maxAbsDiff } from "../../_fixtures.ts";
+
+const adapter = await requestAdapter();
+const ignore = !adapter;
+if (ignore) console.error("webgpu tests skipped: no WebGPU adapter here (Deno needs --unstable-webgpu)");
+
+/** Deterministic values in [lo, hi). */
+function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = lo + (hi - lo) * (s / 4294967296);
+  }
+  return out;
+}
+
+function halfRound(x: Float32Array): Float32Array {
+  return x.map((v) => fromHalf(toHalf(v)));
+}
+
+/** Runs `op` on both backends over the same inputs; returns the named outputs of each. */
+async function both(
+  gpu: Backend,
+  setup: (be: Backend) => Record<string, Tensor>,
+  op: (be: Backend, t: Record<string, Tensor>) => void,
+  outs: string[],
+): Promise<[Float32Array[], Float32Array[]]> {
+  const js = new JsBackend();
+  const res: Float32Array[][] = [];
+  for (const be of [js, gpu]) {
+    const t = setup(be);
+    op(be, t);
+    const r: Float32Array[] = [];
+    for (const o of outs) r.push(await be.read(t[o]));
+    res.push(r);
+  }
+  return [res[0], res[1]];
+}
+
+function close(a: Float32Array, b: Float32Array, tol: number, what: string) {
+  const err = maxAbsDiff(a, b);
+  assert.ok(err <= tol, `${what}: max abs error ${err} > ${tol}`);
+}
+
+Deno.test({
+  name: "webgpu kernels match js on odd sizes",
+  ignore,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const gpu = await createWebGpuBackend();
+    try {
+      await t.step("embed() gathers rows, from an offset", async () => {
+        const [v, d, m] = [11, 13, 5];
+        const table = rand(v * d, 1);
+        const [a, b] = await both(
+          gpu,
+          (be) => {
+            const ids = be.zeros([m + 2], "i32");
+            be.write(ids, Int32Array.from([9, 9, 3, 0, 10, 7, 3]));
+            return { out: be.zeros([m, d]), table: be.uploadMatrix(table, [v, d]), ids };
+          },
+          (be, x) => be.embed(x.out, x.table, x.ids, 2),
+          ["out"],
+        );
+        close(a[0], b[0], 0, "embed");
+      });
+
+      await t.step("rmsNorm() normalizes rows in place", async () => {
+        const [m, d] = [3, 301];
+        const [a, b] = await both(
+          gpu,
+          (be) => ({
+            x: be.upload(rand(m * d, 2, -3, 3), [m, d]),
+            w: be.upload(rand(d, 3), [d]),
+          }),
+          (be, x) => be.rmsNorm(x.x, x.x, x.w, 1e-5),
+          ["x"],
+        );
+        close(a[0], b[0], 1e-5, "rmsNorm");
+      });
+
+      await t.step("add() adds in place", async () => {
+        const n = 1037;
+        const [a, b] = await both(
+          gpu,
+          (be) => ({
+            a: be.upload(rand(n, 4), [n]),
+            b: be.upload(rand(n, 5), [n]),
+          }),
+          (be, x) => be.add(x.b, x.a, x.b),
+          ["b"],
+        );
+        close(a[0], b[0], 0, "add");
+      });
+
+      const shapes: [number, number, number, boolean][] = [[1, 37, 45, true], [3, 70, 129, false], [
+        7,
+        67,
+        33,
+        true,
+      ], [70, 130, 75, true]];
+      for (const [m, o, i, bias] of shapes) {
+        await t.step(
+          `linear() matches js for m ${m}, o ${o}, i ${i}${bias ? ", with bias" : ""}`,
+          async () => {
+            const w = rand(o * i, 6);
+            const [a, b] = await both(
+              gpu,
+              (be) => ({
+                out: be.zeros([m, o]),
+                w: be.uploadMatrix(w, [o, i]),
+                x: be.upload(rand(m * i, 7), [m, i]),
+                bias: be.upload(rand(o, 8), [o]),
+              }),
+              (be, x) => be.linear(x.out, x.w, x.x, bias ? x.bias : undefined),
+              ["out"],
+            );
+            close(a[0], b[0], 2e-5, "linear");
+          },
+        );
+      }
+
+      for (const [m, d, o1, o2] of [[1, 45, 37, 70], [5, 130, 33, 129], [7, 64, 64, 7]]) {
+        await t.step(`rmsNorm() -> linear() x3 -> add() (fused) matches js for m ${m}, d ${d}`, async () => {
+          const [a, b] = await both(gpu, (be) => ({
+            hidden: be.upload(rand(m * d, 50, -2, 2), [m, d]),
+            nw: be.upload(rand(d, 51), [d]),
+            xn: be.zeros([m, d]),
+            w1: be.uploadMatrix(rand(o1 * d, 52), [o1, d]),
+            w2: be.uploadMatrix(rand(o2 * d, 53), [o2, d]),
+            w3: be.uploadMatrix(rand(d * d, 54), [d, d]),
+            b2: be.upload(rand(o2, 55), [o2]),
+            y1: be.zeros([m, o1]),
+            y2: be.zeros([m, o2]),
+            y3: be.zeros([m, d]),
+            wo: be.uploadMatrix(rand(d * o1, 56), [d, o1]),
+            o: be.zeros([m, d]),
+          }), (be, x) => {
+            be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
+            be.linear(x.y1, x.w1, x.xn);
+            be.linear(x.y2, x.w2, x.xn, x.b2);
+            be.linear(x.y3, x.w3, x.xn);
+            be.linear(x.o, x.wo, x.y1);
+            be.add(x.hidden, x.hidden, x.o);
+          }, ["xn", "y1", "y2", "y3", "o", "hidden"]);
+          for (let j = 0; j < a.length; j++) close(a[j], b[j], 5e-5, `fused output ${j}`);
+        });
+      }
+
+      await t.step("conv1dSilu() matches js and carries its state over calls", async () => {
+        const [b, l, c, k] = [2, 7, 19, 4];
+        const [a, g] = await both(gpu, (be) => ({
+          out: be.zeros([b, l, c]),
+          out2: be.zeros([b, 1, c]),
+          x: be.upload(rand(b * l * c, 9), [b, l, c]),
+          x2: be.upload(rand(b * c, 10), [b, 1, c]),
+          w: be.upload(rand(c * k, 11), [c, k]),
+          bias: be.upload(rand(c, 12), [c]),
+          state: be.upload(rand(b * c * (k - 1), 13), [b, c, k - 1]),
+        }), (be, x) => {
+          be.conv1dSilu(x.out, x.x, x.w, x.bias, x.state);
+          be.conv1dSilu(x.out2, x.x2, x.w, undefined, x.state);
+        }, ["out", "out2", "state"]);
+        for (let j = 0; j < 3; j++) close(a[j], g[j], 1e-5, `conv1dSilu output ${j}`);
+      });
+
+      for (const l of [1, 9]) {
+        await t.step(`selectiveScan() matches js for l ${l}`, async () => {
+          const [b, di, n] = [2, 37, 5];
+          const [a, g] = await both(
+            gpu,
+            (be) => ({
+              y: be.zeros([b, l, di]),
+              x: be.upload(rand(b * l * di, 14), [b, l, di]),
+              dt: be.upload(rand(b * l * di, 15, -4, 2), [b, l, di]),
+              A: be.upload(rand(di * n, 16, -2, -0.1), [di, n]),
+              B: be.upload(rand(b * l * n, 17), [b, l, n]),
+              C: be.upload(rand(b * l * n, 18), [b, l, n]),
+              D: be.upload(rand(di, 19), [di]),
+              z: be.upload(rand(b * l * di, 20), [b, l, di]),
+              h: be.upload(rand(b * di * n, 21), [b, di, n]),
+            }),
+            (be, x) => be.selectiveScan({ ...x } as never),
+            ["y", "h"],
+          );
+          close(a[0], g[0], 2e-5, "selectiveScan y");
+          close(a[1], g[1], 2e-5, "selectiveScan h");
+        });
+      }
+
+      for (const [l, b] of [[1, 3], [2, 1]]) {
+        await t.step(
+          `linear(dt) -> selectiveScan() (dt_proj fused) matches js for l ${l}, b ${b}`,
+          async () => {
+            const [di, n, r] = [37, 5, 7];
+            const [a, g] = await both(gpu, (be) => ({
+              y: be.zeros([b, l, di]),
+              x: be.upload(rand(b * l * di, 60), [b, l, di]),
+              dtLow: be.upload(rand(b * l * r, 61), [b * l, r]),
+              dtW: be.uploadMatrix(rand(di * r, 62), [di, r]),
+              dtB: be.upload(rand(di, 63, -3, 0), [di]),
+              dt: be.zeros([b, l, di]),
+              A: be.upload(rand(di * n, 64, -2, -0.1), [di, n]),
+              B: be.upload(rand(b * l * n, 65), [b, l, n]),
+              C: be.upload(rand(b * l * n, 66), [b, l, n]),
+              D: be.upload(rand(di, 67), [di]),
+              z: be.upload(rand(b * l * di, 68), [b, l, di]),
+              h: be.upload(rand(b * di * n, 69), [b, di, n]),
+            }), (be, x) => {
+              be.linear(x.dt, x.dtW, x.dtLow, x.dtB);
+              be.selectiveScan({ y: x.y, x: x.x, dt: x.dt, A: x.A, B: x.B, C: x.C, D: x.D, z: x.z, h: x.h });
+            }, ["y", "h", "dt"]);
+            for (let j = 0; j < 3; j++) close(a[j], g[j], 2e-5, `fused scan output ${j}`);
+          },
+        );
+      }
+
+      for (const l of [1, 6]) {
+        await t.step(`ssdScan() matches js for l ${l}`, async () => {
+          const [b, h, p, g, n] = [2, 6, 5, 3, 7];
+          const [a, r] = await both(
+            gpu,
+            (be) => ({
+              y: be.zeros([b, l, h, p]),
+              x: be.upload(rand(b * l * h * p, 22), [b, l, h, p]),
+              dt: be.upload(rand(b * l * h, 23, -3, 3), [b, l, h]),
+              dtBias: be.upload(rand(h, 24), [h]),
+              A: be.upload(rand(h, 25, -2, -0.1), [h]),
+              B: be.upload(rand(b * l * g * n, 26), [b, l, g, n]),
+              C: be.upload(rand(b * l * g * n, 27), [b, l, g, n]),
+              D: be.upload(rand(h, 28), [h]),
+              state: be.upload(rand(b * h * p * n, 29), [b, h, p, n]),
+            }),
+            (be, x) => be.ssdScan({ ...x, dtMin: 0.01, dtMax: 2, chunkSize: 4 } as never),
+            ["y", "state"],
+          );
+          close(a[0], r[0], 2e-5, "ssdScan y");
+          close(a[1], r[1], 2e-5, "ssdScan state");
+        });
+      }
+
+      await t.step("gatedRmsNorm() matches js in place", async () => {
+        const [m, di, gs] = [3, 42, 14];
+        const [a, b] = await both(
+          gpu,
+          (be) => ({
+            y: be.upload(rand(m * di, 30, -2, 2), [m, di]),
+            z: be.upload(rand(m * di, 31, -2, 2), [m, di]),
+            w: be.upload(rand(di, 32), [di]),
+          }),
+          (be, x) => be.gatedRmsNorm(x.y, x.y, x.z, x.w, 1e-5, gs),
+          ["y"],
+        );
+        close(a[0], b[0], 1e-5, "gatedRmsNorm");
+      });
+
+      await t.step("copy() copies ranges, within one tensor too", async () => {
+        const [a, b] = await both(gpu, (be) => ({
+          s: be.upload(rand(50, 33), [50]),
+          d: be.zeros([30]),
+        }), (be, x) => {
+          be.copy(x.d, x.s, 3, 7, 20);
+          be.copy(x.s, x.s, 0, 30, 11);
+        }, ["d", "s"]);
+        close(a[0], b[0], 0, "copy");
+        close(a[1], b[1], 0, "copy within");
+        const one = gpu.zeros([8]);
+        assert.throws(() => gpu.copy(one, one, 0, 2, 4), BackendError);
+      });
+
+      await t.step("free() recycles buffers as zeros", async () => {
+        const x = gpu.upload(rand(64, 34), [64]);
+        const y = gpu.zeros([64]);
+        gpu.copy(y, x);
+        gpu.free(y);
+        const z = gpu.zeros([64]);
+        assert.deepEqual([...await gpu.read(z)], new Array(64).fill(0));
+      });
+
+      await t.step("f16 matrices: linear() and embed() match js on f16-rounded weights", async () => {
+        const f16 = await createWebGpuBackend({ dtype: "f16" });
+        try {
+          for (const [m, o, i] of [[1, 29, 43], [2, 64, 768], [9, 33, 21]]) {
+            const w = rand(o * i, 35);
+            const x = rand(m * i, 36);
+            const js = new JsBackend();
+            const want = js.zeros([m, o]);
+            js.linear(want, js.upload(halfRound(w), [o, i]), js.upload(x, [m, i]));
+            const got = f16.zeros([m, o]);
+            f16.linear(got, f16.uploadMatrix(w, [o, i]), f16.upload(x, [m, i]));
+            close(await js.read(want), await f16.read(got), 1e-4, `f16 linear ${m}x${o}x${i}`);
+          }
+          const table = rand(7 * 9, 37);
+          const ids = f16.zeros([2], "i32");
+          f16.write(ids, Int32Array.from([6, 1]));
+          const out = f16.zeros([2, 9]);
+          const tab = f16.uploadMatrix(table, [7, 9]);
+          f16.embed(out, tab, ids);
+          const r = halfRound(table);
+          close(
+            await f16.read(out),
+            Float32Array.from([...r.subarray(54, 63), ...r.subarray(9, 18)]),
+            0,
+            "f16 embed",
+          );
+          close(await f16.read(tab), r, 0, "f16 matrix read back");
+        } finally {
+          await f16.dispose();
+        }
+      });
+    } finally {
+      await gpu.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu sample() matches the js sampler on random logits",
+  ignore,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const gpu = await createWebGpuBackend();
+    const js = new JsBackend();
+    const [b, v] = [3, 1003];
+    // Logits with ties (rounded to 1/8) and a few repeated maxima, so tie-breaking by id matters.
+    const logits = rand(b * v, 40, -6, 6).map((x) => Math.round(x * 8) / 8);
+    const seenData = new Float32Array(b * v).map((_, i) => (i % 7 === 0 ? 1 : 0));
+    const base: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, seed: 7 };
+    const cases: [string, Partial<SamplingParams>][] = [
+      ["greedy", { temperature: 0 }],
+      ["greedy with repetition penalty", { temperature: 0, repetitionPenalty: 1.3 }],
+      ["temperature", { temperature: 0.8 }],
+      ["top-k", { temperature: 1.1, topK: 5 }],
+      ["top-p", { temperature: 0.9, topP: 0.6 }],
+      ["min-p", { temperature: 1, minP: 0.2 }],
+      ["top-k, top-p, min-p and penalty", {
+        temperature: 0.7,
+        topK: 40,
+        topP: 0.9,
+        minP: 0.05,
+        repetitionPenalty: 1.2,
+      }],
+      ["top-k of 1", { temperature: 2, topK: 1 }],
+    ];
+    try {
+      for (const [what, over] of cases) {
+        await t.step(`sample() matches js: ${what}`, async () => {
+          const params = { ...base, ...over };
+          const usePenalty = params.repetitionPenalty !== 1;
+          const res: Int32Array[] = [];
+          const seens: Float32Array[] = [];
+          for (const be of [js, gpu] as Backend[]) {
+            const lg = be.upload(logits, [b, v]);
+            const out = be.zeros([4, b], "i32");
+            const seen = usePenalty ? be.upload(seenData, [b, v]) : undefined;
+            for (let step = 0; step < 4; step++) {
+              be.sample({ out, outRow: step, logits: lg, params, step, seen });
+            }
+            res.push(await be.readIds(out));
+            if (seen) seens.push(await be.read(seen));
+          }
+          assert.deepEqual([...res[1]], [...res[0]]);
+          if (usePenalty) assert.deepEqual([...seens[1]], [...seens[0]]);
+        });
+      }
+    } finally {
+      await gpu.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "probeWebGpu() refuses a fallback adapter for auto, with the reason",
+  ignore,
+  async fn() {
+    const why = await probeWebGpu();
+    assert.equal(why === undefined, !isFallback(adapter!));
+    if (why !== undefined) assert.match(why, /fallback/);
+  },
+});
+
+Deno.test({
+  name: "createWebGpuBackend() refuses a dtype it cannot keep",
+  ignore,
+  async fn() {
+    await assert.rejects(() => createWebGpuBackend({ dtype: "q8" }), BackendError);
+  },
+});
+
+export type { WebGpuBackend };

@@ -1,0 +1,231 @@
+// matvec_f16: for each of `count` (<= 4) matrices w_j sharing one input x (decode: m small),
+//   xn = has_norm ? x / sqrt(mean(x^2) + eps) * norm_w : x          (per row of x)
+//   out_j[i_m, i_o] = sum_i w_j[i_o, i] * xn[i_m, i] + bias_j[i_o]   (f16 weights, f32 sums)
+//   resid[i_m, i_o] += out_j[i_m, i_o]                              (has_resid, count = 1)
+// As matvec, with w packed two f16 to a u32, read eight at a time (vec4<u32>) and unpacked with
+// unpack2x16float (no shader-f16 needed); i4 still counts vec4 of x, i4 even.
+//
+// A workgroup takes MB rows of x, staged in workgroup memory as vec4 (normalized there when
+// has_norm; the workgroups of column 0 also write xn), and WG / TPR output rows of one matrix: TPR
+// threads share an output row (coalesced vec4 loads of w, each reused for the MB rows of x), and
+// their partial sums are reduced in workgroup memory.
+//
+// | binding | name    | access     | type      | shape                                         |
+// |---------|---------|------------|-----------|-----------------------------------------------|
+// | 0       | p       | uniform    | Params    | m, i, i4, count, o, start, has_bias, norm ... |
+// | 1       | x       | read       | f32       | (m, i)                                        |
+// | 2..5    | out_j   | read_write | f32       | (m, o_j)                                      |
+// | 6..9    | w_j     | read       | vec4<u32> | (o_j, i4 / 2): 8 f16 each, rows zero-padded   |
+// | 10..13  | bias_j  | read       | f32       | (o_j), read when has_bias[j] = 1              |
+// | 14      | norm_w  | read       | f32       | (i), read when has_norm = 1                   |
+// | 15      | xn      | read_write | f32       | (m, i), written when has_norm = 1             |
+// | 16      | resid   | read_write | f32       | (m, o_0), updated when has_resid = 1          |
+//
+// Dispatch: (start[count], ceil(m / MB)) workgroups; matrix j owns workgroups [start[j], start[j+1])
+// of x, start[j+1] - start[j] = ceil(o_j / (WG / TPR)). Needs MB * i4 <= XMAX, MB <= 8.
+
+struct Params {
+  o: vec4<u32>,
+  start: vec4<u32>,
+  has_bias: vec4<u32>,
+  m: u32,
+  i: u32,
+  i4: u32,
+  count: u32,
+  has_norm: u32,
+  has_resid: u32,
+  eps: f32,
+  _pad: u32,
+}
+
+override WG: u32 = 256;
+override TPR: u32 = 32;
+override MB: u32 = 1;
+override XMAX: u32 = 256;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(6) var<storage, read> w0: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read> w1: array<vec4<u32>>;
+@group(0) @binding(8) var<storage, read> w2: array<vec4<u32>>;
+@group(0) @binding(9) var<storage, read> w3: array<vec4<u32>>;
+@group(0) @binding(10) var<storage, read> bias0: array<f32>;
+@group(0) @binding(11) var<storage, read> bias1: array<f32>;
+@group(0) @binding(12) var<storage, read> bias2: array<f32>;
+@group(0) @binding(13) var<storage, read> bias3: array<f32>;
+@group(0) @binding(14) var<storage, read> norm_w: array<f32>;
+@group(0) @binding(15) var<storage, read_write> xn: array<f32>;
+@group(0) @binding(16) var<storage, read_write> resid: array<f32>;
+
+var<workgroup> xs: array<vec4<f32>, XMAX>;
+var<workgroup> partial: array<f32, WG * MB>;
+
+fn x_at(row: u32, i_i: u32) -> f32 {
+  if (i_i < p.i) {
+    return x[row * p.i + i_i];
+  }
+  return 0.0;
+}
+
+fn nw_at(i_i: u32) -> f32 {
+  if (i_i < p.i) {
+    return norm_w[i_i];
+  }
+  return 0.0;
+}
+
+fn w_at(j: u32, idx: u32) -> vec4<u32> {
+  switch j {
+    case 0u: {
+      return w0[idx];
+    }
+    case 1u: {
+      return w1[idx];
+    }
+    case 2u: {
+      return w2[idx];
+    }
+    default: {
+      return w3[idx];
+    }
+  }
+}
+
+fn bias_at(j: u32, i_o: u32) -> f32 {
+  if (p.has_bias[j] == 0u) {
+    return 0.0;
+  }
+  switch j {
+    case 0u: {
+      return bias0[i_o];
+    }
+    case 1u: {
+      return bias1[i_o];
+    }
+    case 2u: {
+      return bias2[i_o];
+    }
+    default: {
+      return bias3[i_o];
+    }
+  }
+}
+
+fn store(j: u32, idx: u32, v: f32) {
+  switch j {
+    case 0u: {
+      out0[idx] = v;
+    }
+    case 1u: {
+      out1[idx] = v;
+    }
+    case 2u: {
+      out2[idx] = v;
+    }
+    default: {
+      out3[idx] = v;
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn matvec_f16(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let m0 = wid.y * MB;
+  let i4 = p.i4;
+  for (var e = lid.x; e < MB * i4; e += WG) {
+    let r = e / i4;
+    let i_i = 4u * (e % i4);
+    var v = vec4<f32>(0.0);
+    if (m0 + r < p.m) {
+      v = vec4<f32>(x_at(m0 + r, i_i), x_at(m0 + r, i_i + 1u), x_at(m0 + r, i_i + 2u), x_at(m0 + r, i_i + 3u));
+    }
+    xs[e] = v;
+  }
+  workgroupBarrier();
+  if (p.has_norm == 1u) {
+    for (var r = 0u; r < MB; r++) {
+      var ss = 0.0;
+      for (var j4 = lid.x; j4 < i4; j4 += WG) {
+        let v = xs[r * i4 + j4];
+        ss += dot(v, v);
+      }
+      partial[r * WG + lid.x] = ss;
+    }
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+      if (lid.x < s) {
+        for (var r = 0u; r < MB; r++) {
+          partial[r * WG + lid.x] += partial[r * WG + lid.x + s];
+        }
+      }
+      workgroupBarrier();
+    }
+    for (var e = lid.x; e < MB * i4; e += WG) {
+      let r = e / i4;
+      let i_i = 4u * (e % i4);
+      let scale = 1.0 / sqrt(partial[r * WG] / f32(p.i) + p.eps);
+      let nw = vec4<f32>(nw_at(i_i), nw_at(i_i + 1u), nw_at(i_i + 2u), nw_at(i_i + 3u));
+      let v = (xs[e] * scale) * nw;
+      xs[e] = v;
+      if (wid.x == 0u && m0 + r < p.m) {
+        for (var c = 0u; c < 4u; c++) {
+          if (i_i + c < p.i) {
+            xn[(m0 + r) * p.i + i_i + c] = v[c];
+          }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  var j = 0u;
+  for (var k = 1u; k < p.count; k++) {
+    if (wid.x >= p.start[k]) {
+      j = k;
+    }
+  }
+  let lane = lid.x % TPR;
+  let i_o = (wid.x - p.start[j]) * (WG / TPR) + lid.x / TPR;
+  let o = p.o[j];
+  var acc: array<f32, 8>;
+  if (i_o < o) {
+    let i8 = i4 / 2u;
+    let base = i_o * i8;
+    for (var j8 = lane; j8 < i8; j8 += TPR) {
+      let q = w_at(j, base + j8);
+      let lo = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+      let hi = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+      for (var r = 0u; r < MB; r++) {
+        acc[r] += dot(lo, xs[r * i4 + 2u * j8]) + dot(hi, xs[r * i4 + 2u * j8 + 1u]);
+      }
+    }
+  }
+  for (var r = 0u; r < MB; r++) {
+    partial[r * WG + lid.x] = acc[r];
+  }
+  workgroupBarrier();
+  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      for (var r = 0u; r < MB; r++) {
+        partial[r * WG + lid.x] += partial[r * WG + lid.x + s];
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u && i_o < o) {
+    let b = bias_at(j, i_o);
+    for (var r = 0u; r < MB; r++) {
+      let i_m = m0 + r;
+      if (i_m < p.m) {
+        let v = partial[r * WG + lid.x] + b;
+        store(j, i_m * o + i_o, v);
+        if (p.has_resid == 1u) {
+          resid[i_m * o + i_o] += v;
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,379 @@
+// sample: out[out_row, i_b] = a token drawn from softmax(x[i_b] / temperature), where x = logits with
+// the repetition penalty when has_seen = 1, restricted by top-k, top-p and min-p; then seen[i_b, id] = 1.
+// Reproduces src/generate/sampler.ts: tokens are ranked by probability, the lower id first among
+// equals; the kept set is the shortest prefix allowed by top-k, top-p and min-p; the draw walks the
+// kept prefix until the cumulative mass passes u * total, u = uniform(seed, i_b, step) of
+// src/generate/rng.ts.
+//
+// Without sorting: a token's rank key is its x as order-preserving bits (larger key = more likely);
+// each cut is found by bisection over the key, as (tau, c): every token with key > tau, and the c
+// lowest ids among the tokens with key = tau (which all have the same probability q(tau)).
+//
+// | binding | name    | access     | type   | shape                                        |
+// |---------|---------|------------|--------|----------------------------------------------|
+// | 0       | p       | uniform    | Params | b, v, out_row, has_seen, rp, temperature,    |
+// |         |         |            |        | top_k, top_p, min_p, seed, step              |
+// | 1       | out     | read_write | i32    | (rows, b)                                    |
+// | 2       | logits  | read       | f32    | (b, v)                                       |
+// | 3       | seen    | read_write | f32    | (b, v), used when has_seen = 1               |
+// | 4       | scratch | read_write | u32    | (b, 2, v): q = exp((x - max) / T) bits, keys |
+//
+// One workgroup per sequence. Dispatch: (b) workgroups.
+
+struct Params {
+  b: u32,
+  v: u32,
+  out_row: u32,
+  has_seen: u32,
+  rp: f32,
+  temperature: f32,
+  top_k: u32,
+  top_p: f32,
+  min_p: f32,
+  seed: u32,
+  step: u32,
+  _pad: u32,
+}
+
+struct Stat {
+  count: u32,
+  mass: f32,
+}
+
+struct Cut {
+  all: bool,
+  tau: u32,
+  c: u32,
+}
+
+override WG: u32 = 256;
+const KMAX: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<i32>;
+@group(0) @binding(2) var<storage, read> logits: array<f32>;
+@group(0) @binding(3) var<storage, read_write> seen: array<f32>;
+@group(0) @binding(4) var<storage, read_write> scratch: array<u32>;
+
+var<workgroup> red_f: array<f32, WG>;
+var<workgroup> red_u: array<u32, WG>;
+var<workgroup> uni_f: f32;
+var<workgroup> uni_u: u32;
+
+fn mix32(x0: u32) -> u32 {
+  var x = x0;
+  x ^= x >> 16u;
+  x *= 0x7feb352du;
+  x ^= x >> 15u;
+  x *= 0x846ca68bu;
+  x ^= x >> 16u;
+  return x;
+}
+
+fn uniform_draw(seed: u32, seq: u32, step: u32) -> f32 {
+  let bits = mix32(mix32(mix32(seed ^ 0x9e3779b9u) + seq) + step);
+  return f32(bits >> 8u) / 16777216.0;
+}
+
+fn key_of(xv: f32) -> u32 {
+  let bits = bitcast<u32>(xv);
+  if ((bits & 0x80000000u) != 0u) {
+    return ~bits;
+  }
+  return bits | 0x80000000u;
+}
+
+fn value_of(k: u32) -> f32 {
+  if ((k & 0x80000000u) != 0u) {
+    return bitcast<f32>(k & 0x7fffffffu);
+  }
+  return bitcast<f32>(~k);
+}
+
+fn penalized(row: u32, i_v: u32) -> f32 {
+  var xv = logits[row + i_v];
+  if (p.has_seen == 1u && seen[row + i_v] != 0.0) {
+    xv = select(xv * p.rp, xv / p.rp, xv > 0.0);
+  }
+  return xv;
+}
+
+fn reduce_max(lane: u32, value: f32) -> f32 {
+  red_f[lane] = value;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      red_f[lane] = max(red_f[lane], red_f[lane + s]);
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u) {
+    uni_f = red_f[0];
+  }
+  return workgroupUniformLoad(&uni_f);
+}
+
+fn reduce_min_u(lane: u32, value: u32) -> u32 {
+  red_u[lane] = value;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      red_u[lane] = min(red_u[lane], red_u[lane + s]);
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u) {
+    uni_u = red_u[0];
+  }
+  return workgroupUniformLoad(&uni_u);
+}
+
+fn reduce_stat(lane: u32, count: u32, mass: f32) -> Stat {
+  red_u[lane] = count;
+  red_f[lane] = mass;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      red_u[lane] += red_u[lane + s];
+      red_f[lane] += red_f[lane + s];
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u) {
+    uni_u = red_u[0];
+    uni_f = red_f[0];
+  }
+  let c = workgroupUniformLoad(&uni_u);
+  let m = workgroupUniformLoad(&uni_f);
+  return Stat(c, m);
+}
+
+// Count and mass of the tokens with key >= lo, among those with key > kt unless all.
+fn stat_ge(lane: u32, srow: u32, lo: u32, all: bool, kt: u32) -> Stat {
+  var c = 0u;
+  var m = 0.0;
+  for (var i_v = lane; i_v < p.v; i_v += WG) {
+    let k = scratch[srow + p.v + i_v];
+    if (k >= lo && (all || k > kt)) {
+      c += 1u;
+      m += bitcast<f32>(scratch[srow + i_v]);
+    }
+  }
+  return reduce_stat(lane, c, m);
+}
+
+// Count and mass of the tokens with key > tau.
+fn stat_gt(lane: u32, srow: u32, tau: u32) -> Stat {
+  if (tau == KMAX) {
+    return Stat(0u, 0.0);
+  }
+  return stat_ge(lane, srow, tau + 1u, true, 0u);
+}
+
+// Mass of the tokens of cut `k` with key >= lo.
+fn cut_mass_ge(lane: u32, srow: u32, lo: u32, k: Cut, mx: f32) -> f32 {
+  if (k.all) {
+    return stat_ge(lane, srow, lo, true, 0u).mass;
+  }
+  var m = stat_ge(lane, srow, lo, false, k.tau).mass;
+  if (lo <= k.tau) {
+    m += f32(k.c) * q_of(k.tau, mx);
+  }
+  return m;
+}
+
+fn q_of(k: u32, mx: f32) -> f32 {
+  return exp((value_of(k) - mx) / p.temperature);
+}
+
+fn ceil_half(d: u32) -> u32 {
+  return (d >> 1u) + (d & 1u);
+}
+
+@compute @workgroup_size(WG)
+fn sample(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let lane = lid.x;
+  let i_b = wid.x;
+  let row = i_b * p.v;
+  let srow = i_b * 2u * p.v;
+
+  // Largest x, then q = exp((x - max) / T) and rank keys.
+  var mx_local = -3.4028235e38;
+  for (var i_v = lane; i_v < p.v; i_v += WG) {
+    let xv = penalized(row, i_v);
+    if (xv == xv) {
+      mx_local = max(mx_local, xv);
+    }
+  }
+  let mx = reduce_max(lane, mx_local);
+  var sum_local = 0.0;
+  var kmin_local = KMAX;
+  for (var i_v = lane; i_v < p.v; i_v += WG) {
+    let xv = penalized(row, i_v);
+    var q = 0.0;
+    var k = 0u;
+    if (xv == xv) {
+      q = exp((xv - mx) / p.temperature);
+      k = key_of(xv);
+    }
+    scratch[srow + i_v] = bitcast<u32>(q);
+    scratch[srow + p.v + i_v] = k;
+    sum_local += q;
+    kmin_local = min(kmin_local, k);
+  }
+  let total_all = reduce_stat(lane, 0u, sum_local).mass;
+  let kmin = reduce_min_u(lane, kmin_local);
+
+  // Top-k: the k-th key, by bisection on the count of keys >= tau.
+  var cut = Cut(true, 0u, 0u);
+  if (p.top_k > 0u && p.top_k < p.v) {
+    var lo = 0u;
+    var hi = KMAX;
+    for (var it = 0u; it < 33u; it++) {
+      if (lo < hi) {
+        let mid = lo + ceil_half(hi - lo);
+        if (stat_ge(lane, srow, mid, true, 0u).count >= p.top_k) {
+          lo = mid;
+        } else {
+          hi = mid - 1u;
+        }
+      }
+    }
+    cut = Cut(false, lo, p.top_k - stat_gt(lane, srow, lo).count);
+  }
+
+  // Top-p: the shortest prefix of the cut whose mass reaches top_p * total.
+  if (p.top_p < 1.0) {
+    let goal_p = p.top_p * total_all;
+    var lo = select(cut.tau, 0u, cut.all);
+    if (cut_mass_ge(lane, srow, lo, cut, mx) >= goal_p) {
+      var hi = KMAX;
+      for (var it = 0u; it < 33u; it++) {
+        if (lo < hi) {
+          let mid = lo + ceil_half(hi - lo);
+          if (cut_mass_ge(lane, srow, mid, cut, mx) >= goal_p) {
+            lo = mid;
+          } else {
+            hi = mid - 1u;
+          }
+        }
+      }
+      var above = 0.0;
+      if (lo != KMAX) {
+        above = cut_mass_ge(lane, srow, lo + 1u, cut, mx);
+      }
+      var group = cut.c;
+      if (cut.all || lo > cut.tau) {
+        group = stat_ge(lane, srow, lo, true, 0u).count - stat_gt(lane, srow, lo).count;
+      }
+      let q = q_of(lo, mx);
+      var c = group;
+      if (q > 0.0) {
+        c = u32(clamp(ceil((goal_p - above) / q), 1.0, f32(group)));
+      }
+      cut = Cut(false, lo, c);
+    }
+  }
+
+  // Min-p: every token with q >= min_p (the top token has q = 1).
+  if (p.min_p > 0.0) {
+    var kl = KMAX;
+    for (var i_v = lane; i_v < p.v; i_v += WG) {
+      if (bitcast<f32>(scratch[srow + i_v]) >= p.min_p) {
+        kl = min(kl, scratch[srow + p.v + i_v]);
+      }
+    }
+    let tau_c = reduce_min_u(lane, kl);
+    if (cut.all || tau_c > cut.tau) {
+      let group = stat_ge(lane, srow, tau_c, true, 0u).count - stat_gt(lane, srow, tau_c).count;
+      cut = Cut(false, tau_c, group);
+    }
+  }
+
+  // The draw: the first kept token (by rank) at which the cumulative mass passes u * total.
+  var total = total_all;
+  if (!cut.all) {
+    total = stat_gt(lane, srow, cut.tau).mass + f32(cut.c) * q_of(cut.tau, mx);
+  }
+  let goal = uniform_draw(p.seed, i_b, p.step) * total;
+  var lo = select(cut.tau, 0u, cut.all);
+  var tau = 0u;
+  var index = 0u;
+  if (cut_mass_ge(lane, srow, lo, cut, mx) > goal) {
+    var hi = KMAX;
+    for (var it = 0u; it < 33u; it++) {
+      if (lo < hi) {
+        let mid = lo + ceil_half(hi - lo);
+        if (cut_mass_ge(lane, srow, mid, cut, mx) > goal) {
+          lo = mid;
+        } else {
+          hi = mid - 1u;
+        }
+      }
+    }
+    tau = lo;
+    var above = 0.0;
+    if (tau != KMAX) {
+      above = cut_mass_ge(lane, srow, tau + 1u, cut, mx);
+    }
+    var group = cut.c;
+    if (cut.all || tau > cut.tau) {
+      group = stat_ge(lane, srow, tau, true, 0u).count - stat_gt(lane, srow, tau).count;
+    }
+    let q = q_of(tau, mx);
+    if (q > 0.0) {
+      index = u32(clamp(floor((goal - above) / q), 0.0, f32(group - 1u)));
+    }
+  } else {
+    // Rounding left the goal at the end: the last kept token, as the reference does.
+    tau = select(cut.tau, kmin, cut.all);
+    var group = cut.c;
+    if (cut.all) {
+      group = stat_ge(lane, srow, tau, true, 0u).count - stat_gt(lane, srow, tau).count;
+    }
+    index = group - 1u;
+  }
+
+  // The index-th lowest id with key tau: each thread counts in its own contiguous range.
+  let span = (p.v + WG - 1u) / WG;
+  let start = min(lane * span, p.v);
+  let end = min(start + span, p.v);
+  var count = 0u;
+  for (var i_v = start; i_v < end; i_v++) {
+    if (scratch[srow + p.v + i_v] == tau) {
+      count += 1u;
+    }
+  }
+  red_u[lane] = count;
+  workgroupBarrier();
+  if (lane == 0u) {
+    var run = 0u;
+    for (var t = 0u; t < WG; t++) {
+      let c = red_u[t];
+      red_u[t] = run;
+      run += c;
+    }
+    uni_u = 0u;
+  }
+  workgroupBarrier();
+  let before = red_u[lane];
+  if (index >= before && index < before + count) {
+    var seen_here = before;
+    for (var i_v = start; i_v < end; i_v++) {
+      if (scratch[srow + p.v + i_v] == tau) {
+        if (seen_here == index) {
+          uni_u = i_v;
+        }
+        seen_here += 1u;
+      }
+    }
+  }
+  workgroupBarrier();
+  if (lane == 0u) {
+    let id = uni_u;
+    out[p.out_row * p.b + i_b] = i32(id);
+    if (p.has_seen == 1u) {
+      seen[row + id] = 1.0;
+    }
+  }
+}
