@@ -1,13 +1,12 @@
 // sample: out[out_row, i_b] = a token drawn from softmax(x[i_b] / temperature), where x = logits with
 // the repetition penalty when has_seen = 1, restricted by top-k, top-p and min-p; then seen[i_b, id] = 1.
-// Reproduces src/generate/sampler.ts: tokens are ranked by probability, the lower id first among
-// equals; the kept set is the shortest prefix allowed by top-k, top-p and min-p; the draw walks the
-// kept prefix until the cumulative mass passes u * total, u = uniform(seed, i_b, step) of
-// src/generate/rng.ts.
+// Reproduces src/generate/sampler.ts: the filters set one threshold (the k-th largest probability, the
+// smallest probability of the most likely tokens reaching top-p, min-p times the largest); a token is
+// kept when its probability reaches it (ties kept); the draw walks the kept tokens in id order until
+// their cumulative mass passes u * kept mass, u = uniform(seed, i_b, step) of src/generate/rng.ts.
 //
-// Without sorting: a token's rank key is its x as order-preserving bits (larger key = more likely);
-// each cut is found by bisection over the key, as (tau, c): every token with key > tau, and the c
-// lowest ids among the tokens with key = tau (which all have the same probability q(tau)).
+// Without sorting: probability order is the order of x, kept as order-preserving bits (the key); the
+// top-k and top-p thresholds are found by bisection over the key; the walk is a prefix sum over ids.
 //
 // | binding | name    | access     | type   | shape                                        |
 // |---------|---------|------------|--------|----------------------------------------------|
@@ -38,12 +37,6 @@ struct Params {
 struct Stat {
   count: u32,
   mass: f32,
-}
-
-struct Cut {
-  all: bool,
-  tau: u32,
-  c: u32,
 }
 
 override WG: u32 = 256;
@@ -148,42 +141,18 @@ fn reduce_stat(lane: u32, count: u32, mass: f32) -> Stat {
   return Stat(c, m);
 }
 
-// Count and mass of the tokens with key >= lo, among those with key > kt unless all.
-fn stat_ge(lane: u32, srow: u32, lo: u32, all: bool, kt: u32) -> Stat {
+// Count and mass of the tokens with key >= lo.
+fn stat_ge(lane: u32, srow: u32, lo: u32) -> Stat {
   var c = 0u;
   var m = 0.0;
   for (var i_v = lane; i_v < p.v; i_v += WG) {
     let k = scratch[srow + p.v + i_v];
-    if (k >= lo && (all || k > kt)) {
+    if (k >= lo) {
       c += 1u;
       m += bitcast<f32>(scratch[srow + i_v]);
     }
   }
   return reduce_stat(lane, c, m);
-}
-
-// Count and mass of the tokens with key > tau.
-fn stat_gt(lane: u32, srow: u32, tau: u32) -> Stat {
-  if (tau == KMAX) {
-    return Stat(0u, 0.0);
-  }
-  return stat_ge(lane, srow, tau + 1u, true, 0u);
-}
-
-// Mass of the tokens of cut `k` with key >= lo.
-fn cut_mass_ge(lane: u32, srow: u32, lo: u32, k: Cut, mx: f32) -> f32 {
-  if (k.all) {
-    return stat_ge(lane, srow, lo, true, 0u).mass;
-  }
-  var m = stat_ge(lane, srow, lo, false, k.tau).mass;
-  if (lo <= k.tau) {
-    m += f32(k.c) * q_of(k.tau, mx);
-  }
-  return m;
-}
-
-fn q_of(k: u32, mx: f32) -> f32 {
-  return exp((value_of(k) - mx) / p.temperature);
 }
 
 fn ceil_half(d: u32) -> u32 {
@@ -224,58 +193,10 @@ fn sample(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
   let total_all = reduce_stat(lane, 0u, sum_local).mass;
   let kmin = reduce_min_u(lane, kmin_local);
 
-  // Top-k: the k-th key, by bisection on the count of keys >= tau.
-  var cut = Cut(true, 0u, 0u);
-  if (p.top_k > 0u && p.top_k < p.v) {
-    var lo = 0u;
-    var hi = KMAX;
-    for (var it = 0u; it < 33u; it++) {
-      if (lo < hi) {
-        let mid = lo + ceil_half(hi - lo);
-        if (stat_ge(lane, srow, mid, true, 0u).count >= p.top_k) {
-          lo = mid;
-        } else {
-          hi = mid - 1u;
-        }
-      }
-    }
-    cut = Cut(false, lo, p.top_k - stat_gt(lane, srow, lo).count);
-  }
+  // The threshold key: every kept token has a key >= tau.
+  var tau = kmin;
 
-  // Top-p: the shortest prefix of the cut whose mass reaches top_p * total.
-  if (p.top_p < 1.0) {
-    let goal_p = p.top_p * total_all;
-    var lo = select(cut.tau, 0u, cut.all);
-    if (cut_mass_ge(lane, srow, lo, cut, mx) >= goal_p) {
-      var hi = KMAX;
-      for (var it = 0u; it < 33u; it++) {
-        if (lo < hi) {
-          let mid = lo + ceil_half(hi - lo);
-          if (cut_mass_ge(lane, srow, mid, cut, mx) >= goal_p) {
-            lo = mid;
-          } else {
-            hi = mid - 1u;
-          }
-        }
-      }
-      var above = 0.0;
-      if (lo != KMAX) {
-        above = cut_mass_ge(lane, srow, lo + 1u, cut, mx);
-      }
-      var group = cut.c;
-      if (cut.all || lo > cut.tau) {
-        group = stat_ge(lane, srow, lo, true, 0u).count - stat_gt(lane, srow, lo).count;
-      }
-      let q = q_of(lo, mx);
-      var c = group;
-      if (q > 0.0) {
-        c = u32(clamp(ceil((goal_p - above) / q), 1.0, f32(group)));
-      }
-      cut = Cut(false, lo, c);
-    }
-  }
-
-  // Min-p: every token with q >= min_p (the top token has q = 1).
+  // Min-p: the smallest key among tokens with q >= min_p (the top token has q = 1).
   if (p.min_p > 0.0) {
     var kl = KMAX;
     for (var i_v = lane; i_v < p.v; i_v += WG) {
@@ -283,89 +204,90 @@ fn sample(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         kl = min(kl, scratch[srow + p.v + i_v]);
       }
     }
-    let tau_c = reduce_min_u(lane, kl);
-    if (cut.all || tau_c > cut.tau) {
-      let group = stat_ge(lane, srow, tau_c, true, 0u).count - stat_gt(lane, srow, tau_c).count;
-      cut = Cut(false, tau_c, group);
-    }
+    tau = max(tau, reduce_min_u(lane, kl));
   }
 
-  // The draw: the first kept token (by rank) at which the cumulative mass passes u * total.
-  var total = total_all;
-  if (!cut.all) {
-    total = stat_gt(lane, srow, cut.tau).mass + f32(cut.c) * q_of(cut.tau, mx);
-  }
-  let goal = uniform_draw(p.seed, i_b, p.step) * total;
-  var lo = select(cut.tau, 0u, cut.all);
-  var tau = 0u;
-  var index = 0u;
-  if (cut_mass_ge(lane, srow, lo, cut, mx) > goal) {
+  // Top-k: the largest key with at least k tokens at or above it (the k-th largest key).
+  if (p.top_k > 0u && p.top_k < p.v) {
+    var lo = 0u;
     var hi = KMAX;
     for (var it = 0u; it < 33u; it++) {
       if (lo < hi) {
         let mid = lo + ceil_half(hi - lo);
-        if (cut_mass_ge(lane, srow, mid, cut, mx) > goal) {
+        if (stat_ge(lane, srow, mid).count >= p.top_k) {
           lo = mid;
         } else {
           hi = mid - 1u;
         }
       }
     }
-    tau = lo;
-    var above = 0.0;
-    if (tau != KMAX) {
-      above = cut_mass_ge(lane, srow, tau + 1u, cut, mx);
-    }
-    var group = cut.c;
-    if (cut.all || tau > cut.tau) {
-      group = stat_ge(lane, srow, tau, true, 0u).count - stat_gt(lane, srow, tau).count;
-    }
-    let q = q_of(tau, mx);
-    if (q > 0.0) {
-      index = u32(clamp(floor((goal - above) / q), 0.0, f32(group - 1u)));
-    }
-  } else {
-    // Rounding left the goal at the end: the last kept token, as the reference does.
-    tau = select(cut.tau, kmin, cut.all);
-    var group = cut.c;
-    if (cut.all) {
-      group = stat_ge(lane, srow, tau, true, 0u).count - stat_gt(lane, srow, tau).count;
-    }
-    index = group - 1u;
+    tau = max(tau, lo);
   }
 
-  // The index-th lowest id with key tau: each thread counts in its own contiguous range.
+  // Top-p: the largest key whose tokens at or above it hold at least top_p of the mass.
+  if (p.top_p < 1.0) {
+    let goal_p = p.top_p * total_all;
+    var lo = 0u;
+    var hi = KMAX;
+    for (var it = 0u; it < 33u; it++) {
+      if (lo < hi) {
+        let mid = lo + ceil_half(hi - lo);
+        if (stat_ge(lane, srow, mid).mass >= goal_p) {
+          lo = mid;
+        } else {
+          hi = mid - 1u;
+        }
+      }
+    }
+    tau = max(tau, lo);
+  }
+
+  // The draw: a prefix sum of kept mass over ids. Each thread owns a contiguous range of ids.
   let span = (p.v + WG - 1u) / WG;
   let start = min(lane * span, p.v);
   let end = min(start + span, p.v);
-  var count = 0u;
+  var mass = 0.0;
+  var last = KMAX;
   for (var i_v = start; i_v < end; i_v++) {
-    if (scratch[srow + p.v + i_v] == tau) {
-      count += 1u;
+    if (scratch[srow + p.v + i_v] >= tau) {
+      mass += bitcast<f32>(scratch[srow + i_v]);
+      last = i_v;
     }
   }
-  red_u[lane] = count;
+  red_f[lane] = mass;
+  red_u[lane] = last;
   workgroupBarrier();
   if (lane == 0u) {
-    var run = 0u;
+    var run = 0.0;
+    var last_kept = 0u;
     for (var t = 0u; t < WG; t++) {
-      let c = red_u[t];
-      red_u[t] = run;
-      run += c;
+      let m = red_f[t];
+      red_f[t] = run;
+      run += m;
+      if (red_u[t] != KMAX) {
+        last_kept = red_u[t];
+      }
     }
-    uni_u = 0u;
+    uni_f = uniform_draw(p.seed, i_b, p.step) * run;
+    uni_u = last_kept; // where rounding leaves the goal at the end: the last kept token, as the reference
   }
   workgroupBarrier();
-  let before = red_u[lane];
-  if (index >= before && index < before + count) {
-    var seen_here = before;
+  let goal = uni_f;
+  let before = red_f[lane];
+  workgroupBarrier();
+  if (before <= goal && goal < before + mass) {
+    var cum = before;
+    var found = KMAX;
     for (var i_v = start; i_v < end; i_v++) {
-      if (scratch[srow + p.v + i_v] == tau) {
-        if (seen_here == index) {
-          uni_u = i_v;
+      if (scratch[srow + p.v + i_v] >= tau) {
+        cum += bitcast<f32>(scratch[srow + i_v]);
+        if (found == KMAX && goal < cum) {
+          found = i_v;
         }
-        seen_here += 1u;
       }
+    }
+    if (found != KMAX) {
+      uni_u = found;
     }
   }
   workgroupBarrier();

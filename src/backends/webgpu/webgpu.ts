@@ -29,6 +29,12 @@ import {
 import { BackendError } from "../../errors.ts";
 import { SHADERS } from "./_shaders.ts";
 
+// The WebGPU spec's flag values, spelled out: TypeScript's DOM library (which the npm build checks
+// against) declares the WebGPU interfaces but not these global namespaces.
+const BufferUsage = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80 } as const;
+const ShaderStage = { COMPUTE: 0x4 } as const;
+const MapMode = { READ: 0x1 } as const;
+
 /** x; out 0..3; w 0..3; bias 0..3; norm_w; xn; resid (see wgsl/matvec.wgsl). */
 const MATVEC_BINDINGS: ("read" | "rw")[] = [
   "read",
@@ -265,7 +271,7 @@ export class WebGpuBackend implements Backend {
     device.addEventListener("uncapturederror", (e) => {
       this.#failure ??= (e as GPUUncapturedErrorEvent).error.message;
     });
-    this.#uniform = this.#buffer(SLOT * SLOTS, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+    this.#uniform = this.#buffer(SLOT * SLOTS, BufferUsage.UNIFORM | BufferUsage.COPY_DST);
     this.#dummyRead = this.#buffer(16);
     this.#dummyRw = this.#buffer(16);
   }
@@ -706,7 +712,7 @@ export class WebGpuBackend implements Backend {
     }
   }
 
-  #buffer(size: number, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST) {
+  #buffer(size: number, usage = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST) {
     const buf = this.#device.createBuffer({ size, usage });
     this.#ids.set(buf, this.#nextId++);
     this.#owned.add(buf);
@@ -718,7 +724,7 @@ export class WebGpuBackend implements Backend {
     const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
     const buf = this.#device.createBuffer({
       size,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST,
       mappedAtCreation: true,
     });
     new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
@@ -751,12 +757,12 @@ export class WebGpuBackend implements Backend {
       const entries: GPUBindGroupLayoutEntry[] = [
         {
           binding: 0,
-          visibility: GPUShaderStage.COMPUTE,
+          visibility: ShaderStage.COMPUTE,
           buffer: { type: "uniform", hasDynamicOffset: true },
         },
         ...KERNELS[kernel].map((access, i): GPUBindGroupLayoutEntry => ({
           binding: i + 1,
-          visibility: GPUShaderStage.COMPUTE,
+          visibility: ShaderStage.COMPUTE,
           buffer: { type: access === "rw" ? "storage" : "read-only-storage" },
         })),
       ];
@@ -882,12 +888,12 @@ export class WebGpuBackend implements Backend {
     const size = Math.max(4, Math.ceil(g.bytes / 4) * 4);
     const staging = this.#device.createBuffer({
       size,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST,
     });
     this.#endPass().copyBufferToBuffer(g.buffer, 0, staging, 0, size);
     this.#flush();
     try {
-      await staging.mapAsync(GPUMapMode.READ);
+      await staging.mapAsync(MapMode.READ);
     } catch (e) {
       staging.destroy();
       this.#throwIfFailed();
