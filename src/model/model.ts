@@ -74,7 +74,7 @@ export async function loadModel(input: ModelInput = DEFAULT_MODEL, opts: LoadOpt
       `Cannot load model from ${src.name}: vocab is ${config.vocabSize}, expected at least 256 for the byte tokenizer (pass a tokenizer)`,
     );
   }
-  const backend = await createBackend(opts);
+  const backend = await createBackend(opts, config);
   try {
     const network = new Network(backend, config, tensors, src.name);
     return new Model(network, tokenizer, src.name);

@@ -1,0 +1,600 @@
+// Linear layers: y (m, o) = x (m, i) @ w (o, i)^T + bias (o), for outputs [lo, hi) of every row.
+//
+// Every path computes one output the same way, so that results do not depend on tiling or threads:
+// four lane accumulators over k in steps of 4 (madd), summed as hsum, then the k tail in order, then
+// the bias. Small m (decode) streams each weight once: 8 or 4 rows at a time, one accumulator each.
+// Larger m (prefill) uses 4 x 2 register tiles over panels of 16 weight rows. Packed weights (f16,
+// bf16, q8) are converted in the kernel; for prefill a panel is first unpacked into thread scratch.
+
+import { hsum, hsum4, madd, SCRATCH } from "./math";
+
+/** Rows of x that switch from matrix-vector to tiled matrix-matrix work. */
+const TILE_M: i32 = 4;
+/** Weight rows per prefill panel. */
+const PANEL: i32 = 16;
+
+// @ts-ignore: decorator
+
+function tail(s: f32, w: usize, x: usize, i4: i32, i: i32): f32 {
+  for (let k = i4; k < i; k++) s += load<f32>(w + (<usize> k << 2)) * load<f32>(x + (<usize> k << 2));
+  return s;
+}
+
+// @ts-ignore: decorator
+
+function addBias(s: f32, bias: usize, c: i32): f32 {
+  return bias ? s + load<f32>(bias + (<usize> c << 2)) : s;
+}
+
+/** y[c] for one output row c: w, x point at the rows. */
+function dot1(y: usize, w: usize, x: usize, bias: usize, c: i32, i: i32): void {
+  const i4 = i & ~3;
+  let a = f32x4.splat(0);
+  for (let k = 0; k < i4; k += 4) {
+    const o = <usize> k << 2;
+    a = madd(v128.load(w + o), v128.load(x + o), a);
+  }
+  store<f32>(y + (<usize> c << 2), addBias(tail(hsum(a), w, x, i4, i), bias, c));
+}
+
+/** y[c .. c+4) for one x row; w points at weight row c. */
+function dot4(y: usize, w: usize, x: usize, bias: usize, c: i32, i: i32): void {
+  const i4 = i & ~3;
+  const rs = <usize> i << 2;
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  for (let k = 0; k < i4; k += 4) {
+    const o = <usize> k << 2;
+    const xv = v128.load(x + o);
+    a0 = madd(v128.load(w + o), xv, a0);
+    a1 = madd(v128.load(w + rs + o), xv, a1);
+    a2 = madd(v128.load(w + 2 * rs + o), xv, a2);
+    a3 = madd(v128.load(w + 3 * rs + o), xv, a3);
+  }
+  const s = hsum4(a0, a1, a2, a3);
+  store<f32>(y + (<usize> c << 2), addBias(tail(f32x4.extract_lane(s, 0), w, x, i4, i), bias, c));
+  store<f32>(
+    y + (<usize> (c + 1) << 2),
+    addBias(tail(f32x4.extract_lane(s, 1), w + rs, x, i4, i), bias, c + 1),
+  );
+  store<f32>(
+    y + (<usize> (c + 2) << 2),
+    addBias(tail(f32x4.extract_lane(s, 2), w + 2 * rs, x, i4, i), bias, c + 2),
+  );
+  store<f32>(
+    y + (<usize> (c + 3) << 2),
+    addBias(tail(f32x4.extract_lane(s, 3), w + 3 * rs, x, i4, i), bias, c + 3),
+  );
+}
+
+/** y[c .. c+8) for one x row: eight weight streams, eight independent accumulators. */
+function dot8(y: usize, w: usize, x: usize, bias: usize, c: i32, i: i32): void {
+  const i4 = i & ~3;
+  const rs = <usize> i << 2;
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  const w4 = w + 4 * rs;
+  for (let k = 0; k < i4; k += 4) {
+    const o = <usize> k << 2;
+    const xv = v128.load(x + o);
+    a0 = madd(v128.load(w + o), xv, a0);
+    a1 = madd(v128.load(w + rs + o), xv, a1);
+    a2 = madd(v128.load(w + 2 * rs + o), xv, a2);
+    a3 = madd(v128.load(w + 3 * rs + o), xv, a3);
+    a4 = madd(v128.load(w4 + o), xv, a4);
+    a5 = madd(v128.load(w4 + rs + o), xv, a5);
+    a6 = madd(v128.load(w4 + 2 * rs + o), xv, a6);
+    a7 = madd(v128.load(w4 + 3 * rs + o), xv, a7);
+  }
+  const s = hsum4(a0, a1, a2, a3);
+  const t = hsum4(a4, a5, a6, a7);
+  store<f32>(y + (<usize> c << 2), addBias(tail(f32x4.extract_lane(s, 0), w, x, i4, i), bias, c));
+  store<f32>(
+    y + (<usize> (c + 1) << 2),
+    addBias(tail(f32x4.extract_lane(s, 1), w + rs, x, i4, i), bias, c + 1),
+  );
+  store<f32>(
+    y + (<usize> (c + 2) << 2),
+    addBias(tail(f32x4.extract_lane(s, 2), w + 2 * rs, x, i4, i), bias, c + 2),
+  );
+  store<f32>(
+    y + (<usize> (c + 3) << 2),
+    addBias(tail(f32x4.extract_lane(s, 3), w + 3 * rs, x, i4, i), bias, c + 3),
+  );
+  store<f32>(y + (<usize> (c + 4) << 2), addBias(tail(f32x4.extract_lane(t, 0), w4, x, i4, i), bias, c + 4));
+  store<f32>(
+    y + (<usize> (c + 5) << 2),
+    addBias(tail(f32x4.extract_lane(t, 1), w4 + rs, x, i4, i), bias, c + 5),
+  );
+  store<f32>(
+    y + (<usize> (c + 6) << 2),
+    addBias(tail(f32x4.extract_lane(t, 2), w4 + 2 * rs, x, i4, i), bias, c + 6),
+  );
+  store<f32>(
+    y + (<usize> (c + 7) << 2),
+    addBias(tail(f32x4.extract_lane(t, 3), w4 + 3 * rs, x, i4, i), bias, c + 7),
+  );
+}
+
+/**
+ * y rows r .. r+4, outputs c, c+1: a 4 x 2 register tile. x points at row r, w at weight row c;
+ * ys is y's row stride in bytes.
+ */
+function tile4x2(y: usize, ys: usize, w: usize, x: usize, bias: usize, c: i32, i: i32): void {
+  const i4 = i & ~3;
+  const rs = <usize> i << 2;
+  let a00 = f32x4.splat(0), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+  for (let k = 0; k < i4; k += 4) {
+    const o = <usize> k << 2;
+    const w0 = v128.load(w + o), w1 = v128.load(w + rs + o);
+    const x0 = v128.load(x + o), x1 = v128.load(x + rs + o);
+    a00 = madd(w0, x0, a00);
+    a01 = madd(w1, x0, a01);
+    a10 = madd(w0, x1, a10);
+    a11 = madd(w1, x1, a11);
+    const x2 = v128.load(x + 2 * rs + o), x3 = v128.load(x + 3 * rs + o);
+    a20 = madd(w0, x2, a20);
+    a21 = madd(w1, x2, a21);
+    a30 = madd(w0, x3, a30);
+    a31 = madd(w1, x3, a31);
+  }
+  const s0 = hsum4(a00, a01, a10, a11), s1 = hsum4(a20, a21, a30, a31);
+  const yc = y + (<usize> c << 2);
+  store<f32>(yc, addBias(tail(f32x4.extract_lane(s0, 0), w, x, i4, i), bias, c));
+  store<f32>(yc + 4, addBias(tail(f32x4.extract_lane(s0, 1), w + rs, x, i4, i), bias, c + 1));
+  store<f32>(yc + ys, addBias(tail(f32x4.extract_lane(s0, 2), w, x + rs, i4, i), bias, c));
+  store<f32>(yc + ys + 4, addBias(tail(f32x4.extract_lane(s0, 3), w + rs, x + rs, i4, i), bias, c + 1));
+  store<f32>(yc + 2 * ys, addBias(tail(f32x4.extract_lane(s1, 0), w, x + 2 * rs, i4, i), bias, c));
+  store<f32>(
+    yc + 2 * ys + 4,
+    addBias(tail(f32x4.extract_lane(s1, 1), w + rs, x + 2 * rs, i4, i), bias, c + 1),
+  );
+  store<f32>(yc + 3 * ys, addBias(tail(f32x4.extract_lane(s1, 2), w, x + 3 * rs, i4, i), bias, c));
+  store<f32>(
+    yc + 3 * ys + 4,
+    addBias(tail(f32x4.extract_lane(s1, 3), w + rs, x + 3 * rs, i4, i), bias, c + 1),
+  );
+}
+
+/** Outputs [c0, c1) of every row, with w pointing at weight row c0 (f32 rows of i). */
+function tiled(y: usize, w: usize, x: usize, bias: usize, m: i32, o: i32, i: i32, c0: i32, c1: i32): void {
+  const rs = <usize> i << 2, ys = <usize> o << 2;
+  let r = 0;
+  for (; r + TILE_M <= m; r += TILE_M) {
+    const xr = x + <usize> r * rs, yr = y + <usize> r * ys;
+    let c = c0;
+    for (; c + 2 <= c1; c += 2) tile4x2(yr, ys, w + <usize> (c - c0) * rs, xr, bias, c, i);
+    for (; c < c1; c++) {
+      for (let j = 0; j < TILE_M; j++) {
+        dot1(yr + <usize> j * ys, w + <usize> (c - c0) * rs, xr + <usize> j * rs, bias, c, i);
+      }
+    }
+  }
+  for (; r < m; r++) {
+    for (let c = c0; c < c1; c++) {
+      dot1(y + <usize> r * ys, w + <usize> (c - c0) * rs, x + <usize> r * rs, bias, c, i);
+    }
+  }
+}
+
+/** f32 weights (o, i). */
+export function linear_f32(
+  lo: i32,
+  hi: i32,
+  _tid: i32,
+  y: usize,
+  w: usize,
+  x: usize,
+  bias: usize,
+  m: i32,
+  o: i32,
+  i: i32,
+): void {
+  const rs = <usize> i << 2, ys = <usize> o << 2;
+  if (m < TILE_M) {
+    for (let r = 0; r < m; r++) {
+      const xr = x + <usize> r * rs, yr = y + <usize> r * ys;
+      let c = lo;
+      for (; c + 8 <= hi; c += 8) dot8(yr, w + <usize> c * rs, xr, bias, c, i);
+      for (; c + 4 <= hi; c += 4) dot4(yr, w + <usize> c * rs, xr, bias, c, i);
+      for (; c < hi; c++) dot1(yr, w + <usize> c * rs, xr, bias, c, i);
+    }
+    return;
+  }
+  for (let c0 = lo; c0 < hi; c0 += PANEL) {
+    tiled(y, w + <usize> c0 * rs, x, bias, m, o, i, c0, min(c0 + PANEL, hi));
+  }
+}
+
+// ---- f16 and bf16 ----
+
+/** f16 bits (sign-extended to i32 lanes) -> f32; finite values only (packing refuses the rest). */
+// @ts-ignore: decorator
+
+function half4(h: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shl(h, 13), i32x4.splat(0x8fffe000)), f32x4.splat(5.192296858534828e33));
+}
+
+// @ts-ignore: decorator
+
+function half1(h: u16): f32 {
+  const v = <i32> <i16> h;
+  return reinterpret<f32>((v << 13) & 0x8fffe000) * <f32> 5.192296858534828e33;
+}
+
+// @ts-ignore: decorator
+
+function bf16lo(h: v128): v128 {
+  return v128.shuffle<u16>(i16x8.splat(0), h, 0, 8, 1, 9, 2, 10, 3, 11);
+}
+
+// @ts-ignore: decorator
+
+function bf16hi(h: v128): v128 {
+  return v128.shuffle<u16>(i16x8.splat(0), h, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+// @ts-ignore: decorator
+
+function bf161(h: u16): f32 {
+  return reinterpret<f32>(<u32> h << 16);
+}
+
+/** Unpacks rows [c0, c1) of a 16-bit matrix (o, i) into f32 rows at dst. */
+function unpack16(dst: usize, w: usize, c0: i32, c1: i32, i: i32, bf: bool): void {
+  const n = <usize> (c1 - c0) * <usize> i;
+  const src = w + <usize> c0 * <usize> i * 2;
+  const n8 = n & ~7;
+  for (let k: usize = 0; k < n8; k += 8) {
+    const h = v128.load(src + k * 2);
+    if (bf) {
+      v128.store(dst + k * 4, bf16lo(h));
+      v128.store(dst + k * 4 + 16, bf16hi(h));
+    } else {
+      v128.store(dst + k * 4, half4(i32x4.extend_low_i16x8_s(h)));
+      v128.store(dst + k * 4 + 16, half4(i32x4.extend_high_i16x8_s(h)));
+    }
+  }
+  for (let k = n8; k < n; k++) {
+    const h = load<u16>(src + k * 2);
+    store<f32>(dst + k * 4, bf ? bf161(h) : half1(h));
+  }
+}
+
+/** y[c .. c+4) for one x row from 16-bit weights; the same sums as dot4 on the unpacked rows. */
+function dot4x16(y: usize, w: usize, x: usize, bias: usize, c: i32, i: i32, bf: bool): void {
+  const i8 = i & ~7, i4 = i & ~3;
+  const rs = <usize> i << 1;
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  for (let k = 0; k < i8; k += 8) {
+    const xo = <usize> k << 2, wo = <usize> k << 1;
+    const xl = v128.load(x + xo), xh = v128.load(x + xo + 16);
+    const h0 = v128.load(w + wo), h1 = v128.load(w + rs + wo);
+    const h2 = v128.load(w + 2 * rs + wo), h3 = v128.load(w + 3 * rs + wo);
+    if (bf) {
+      a0 = madd(bf16hi(h0), xh, madd(bf16lo(h0), xl, a0));
+      a1 = madd(bf16hi(h1), xh, madd(bf16lo(h1), xl, a1));
+      a2 = madd(bf16hi(h2), xh, madd(bf16lo(h2), xl, a2));
+      a3 = madd(bf16hi(h3), xh, madd(bf16lo(h3), xl, a3));
+    } else {
+      a0 = madd(half4(i32x4.extend_high_i16x8_s(h0)), xh, madd(half4(i32x4.extend_low_i16x8_s(h0)), xl, a0));
+      a1 = madd(half4(i32x4.extend_high_i16x8_s(h1)), xh, madd(half4(i32x4.extend_low_i16x8_s(h1)), xl, a1));
+      a2 = madd(half4(i32x4.extend_high_i16x8_s(h2)), xh, madd(half4(i32x4.extend_low_i16x8_s(h2)), xl, a2));
+      a3 = madd(half4(i32x4.extend_high_i16x8_s(h3)), xh, madd(half4(i32x4.extend_low_i16x8_s(h3)), xl, a3));
+    }
+  }
+  if (i8 < i4) {
+    const xo = <usize> i8 << 2, wo = <usize> i8 << 1;
+    const xl = v128.load(x + xo);
+    const h0 = v128.load64_zero(w + wo), h1 = v128.load64_zero(w + rs + wo);
+    const h2 = v128.load64_zero(w + 2 * rs + wo), h3 = v128.load64_zero(w + 3 * rs + wo);
+    if (bf) {
+      a0 = madd(bf16lo(h0), xl, a0);
+      a1 = madd(bf16lo(h1), xl, a1);
+      a2 = madd(bf16lo(h2), xl, a2);
+      a3 = madd(bf16lo(h3), xl, a3);
+    } else {
+      a0 = madd(half4(i32x4.extend_low_i16x8_s(h0)), xl, a0);
+      a1 = madd(half4(i32x4.extend_low_i16x8_s(h1)), xl, a1);
+      a2 = madd(half4(i32x4.extend_low_i16x8_s(h2)), xl, a2);
+      a3 = madd(half4(i32x4.extend_low_i16x8_s(h3)), xl, a3);
+    }
+  }
+  const s = hsum4(a0, a1, a2, a3);
+  for (let j = 0; j < 4; j++) {
+    let v: f32 = j == 0
+      ? f32x4.extract_lane(s, 0)
+      : j == 1
+      ? f32x4.extract_lane(s, 1)
+      : j == 2
+      ? f32x4.extract_lane(s, 2)
+      : f32x4.extract_lane(s, 3);
+    const wr = w + <usize> j * rs;
+    for (let k = i4; k < i; k++) {
+      const h = load<u16>(wr + (<usize> k << 1));
+      v += (bf ? bf161(h) : half1(h)) * load<f32>(x + (<usize> k << 2));
+    }
+    store<f32>(y + (<usize> (c + j) << 2), addBias(v, bias, c + j));
+  }
+}
+
+/** y[c] for one x row from 16-bit weights, in dot1's order. */
+function dot1x16(y: usize, w: usize, x: usize, bias: usize, c: i32, i: i32, bf: bool): void {
+  const i4 = i & ~3;
+  let a = f32x4.splat(0);
+  for (let k = 0; k < i4; k += 4) {
+    const h = v128.load64_zero(w + (<usize> k << 1));
+    const wv = bf ? bf16lo(h) : half4(i32x4.extend_low_i16x8_s(h));
+    a = madd(wv, v128.load(x + (<usize> k << 2)), a);
+  }
+  let v = hsum(a);
+  for (let k = i4; k < i; k++) {
+    const h = load<u16>(w + (<usize> k << 1));
+    v += (bf ? bf161(h) : half1(h)) * load<f32>(x + (<usize> k << 2));
+  }
+  store<f32>(y + (<usize> c << 2), addBias(v, bias, c));
+}
+
+function linear16(
+  lo: i32,
+  hi: i32,
+  tid: i32,
+  y: usize,
+  w: usize,
+  x: usize,
+  bias: usize,
+  m: i32,
+  o: i32,
+  i: i32,
+  scr: usize,
+  bf: bool,
+): void {
+  const rs = <usize> i << 1, xs = <usize> i << 2, ys = <usize> o << 2;
+  if (m < TILE_M) {
+    for (let r = 0; r < m; r++) {
+      const xr = x + <usize> r * xs, yr = y + <usize> r * ys;
+      let c = lo;
+      for (; c + 4 <= hi; c += 4) dot4x16(yr, w + <usize> c * rs, xr, bias, c, i, bf);
+      for (; c < hi; c++) dot1x16(yr, w + <usize> c * rs, xr, bias, c, i, bf);
+    }
+    return;
+  }
+  const panel = scr + <usize> tid * SCRATCH;
+  const rows = <i32> max<usize>(1, min<usize>(<usize> PANEL, SCRATCH / xs));
+  for (let c0 = lo; c0 < hi; c0 += rows) {
+    const c1 = min(c0 + rows, hi);
+    unpack16(panel, w, c0, c1, i, bf);
+    tiled(y, panel, x, bias, m, o, i, c0, c1);
+  }
+}
+
+/** f16 weights (o, i), 2 bytes each. */
+export function linear_f16(
+  lo: i32,
+  hi: i32,
+  tid: i32,
+  y: usize,
+  w: usize,
+  x: usize,
+  bias: usize,
+  m: i32,
+  o: i32,
+  i: i32,
+  scr: usize,
+): void {
+  linear16(lo, hi, tid, y, w, x, bias, m, o, i, scr, false);
+}
+
+/** bf16 weights (o, i), 2 bytes each. */
+export function linear_bf16(
+  lo: i32,
+  hi: i32,
+  tid: i32,
+  y: usize,
+  w: usize,
+  x: usize,
+  bias: usize,
+  m: i32,
+  o: i32,
+  i: i32,
+  scr: usize,
+): void {
+  linear16(lo, hi, tid, y, w, x, bias, m, o, i, scr, true);
+}
+
+// ---- q8: int8 weights in blocks of 32 along i, one f32 scale per block ----
+// Layout: q (o, nb*32) i8, zero-padded; s (o, nb) f32; nb = ceil(i / 32).
+// Decode quantizes x to i16 per block of 32 (xq (m, nb*32), xs (m, nb)) and uses integer dot products.
+
+/** x (m, i) -> xq (m, nb*32) i16, xs (m, nb) f32 with x ~ xq * xs. */
+export function quantize_x(x: usize, xq: usize, xs: usize, m: i32, i: i32): void {
+  const nb = (i + 31) >> 5;
+  for (let r = 0; r < m; r++) {
+    const xr = x + <usize> r * (<usize> i << 2);
+    for (let bk = 0; bk < nb; bk++) {
+      const k0 = bk << 5, k1 = min(k0 + 32, i);
+      let amax: f32 = 0;
+      for (let k = k0; k < k1; k++) amax = max(amax, abs(load<f32>(xr + (<usize> k << 2))));
+      const scale: f32 = amax / 32767;
+      const inv: f32 = amax > 0 ? 32767 / amax : 0;
+      store<f32>(xs + ((<usize> r * nb + bk) << 2), scale);
+      const qb = xq + ((<usize> r * nb + bk) << 6);
+      for (let k = k0; k < k0 + 32; k++) {
+        const v: f32 = k < k1 ? load<f32>(xr + (<usize> k << 2)) : 0;
+        store<i16>(qb + (<usize> (k - k0) << 1), <i16> <i32> nearest(v * inv));
+      }
+    }
+  }
+}
+
+/** Sum over one block of 32: i8 weights at q, i16 activations at xq, as an i32x4. */
+// @ts-ignore: decorator
+
+function block32(q: usize, xq: usize): v128 {
+  const w0 = v128.load(q), w1 = v128.load(q + 16);
+  const d0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w0), v128.load(xq));
+  const d1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w0), v128.load(xq + 16));
+  const d2 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w1), v128.load(xq + 32));
+  const d3 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w1), v128.load(xq + 48));
+  return i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3));
+}
+
+function q8dot4(y: usize, q: usize, s: usize, xq: usize, xs: usize, bias: usize, c: i32, nb: i32): void {
+  const qs = <usize> nb << 5, ss = <usize> nb << 2;
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  for (let bk = 0; bk < nb; bk++) {
+    const qo = <usize> bk << 5, so = <usize> bk << 2;
+    const xsc = load<f32>(xs + so);
+    const xb = xq + (<usize> bk << 6);
+    a0 = madd(f32x4.convert_i32x4_s(block32(q + qo, xb)), f32x4.splat(load<f32>(s + so) * xsc), a0);
+    a1 = madd(f32x4.convert_i32x4_s(block32(q + qs + qo, xb)), f32x4.splat(load<f32>(s + ss + so) * xsc), a1);
+    a2 = madd(
+      f32x4.convert_i32x4_s(block32(q + 2 * qs + qo, xb)),
+      f32x4.splat(load<f32>(s + 2 * ss + so) * xsc),
+      a2,
+    );
+    a3 = madd(
+      f32x4.convert_i32x4_s(block32(q + 3 * qs + qo, xb)),
+      f32x4.splat(load<f32>(s + 3 * ss + so) * xsc),
+      a3,
+    );
+  }
+  const r = hsum4(a0, a1, a2, a3);
+  const yc = y + (<usize> c << 2);
+  store<f32>(yc, addBias(f32x4.extract_lane(r, 0), bias, c));
+  store<f32>(yc + 4, addBias(f32x4.extract_lane(r, 1), bias, c + 1));
+  store<f32>(yc + 8, addBias(f32x4.extract_lane(r, 2), bias, c + 2));
+  store<f32>(yc + 12, addBias(f32x4.extract_lane(r, 3), bias, c + 3));
+}
+
+function q8dot1(y: usize, q: usize, s: usize, xq: usize, xs: usize, bias: usize, c: i32, nb: i32): void {
+  let a = f32x4.splat(0);
+  for (let bk = 0; bk < nb; bk++) {
+    const so = <usize> bk << 2;
+    const sc = f32x4.splat(load<f32>(s + so) * load<f32>(xs + so));
+    a = madd(f32x4.convert_i32x4_s(block32(q + (<usize> bk << 5), xq + (<usize> bk << 6))), sc, a);
+  }
+  store<f32>(y + (<usize> c << 2), addBias(hsum(a), bias, c));
+}
+
+/** Unpacks rows [c0, c1) of a q8 matrix into f32 rows (o, i) at dst. */
+function unpackQ8(dst: usize, q: usize, s: usize, c0: i32, c1: i32, i: i32): void {
+  const nb = (i + 31) >> 5;
+  for (let c = c0; c < c1; c++) {
+    const qr = q + <usize> c * (<usize> nb << 5), sr = s + <usize> c * (<usize> nb << 2);
+    const dr = dst + <usize> (c - c0) * (<usize> i << 2);
+    const i16 = i & ~15;
+    for (let k = 0; k < i16; k += 16) {
+      const sc = f32x4.splat(load<f32>(sr + (<usize> (k >> 5) << 2)));
+      const v = v128.load(qr + <usize> k);
+      const lo = i16x8.extend_low_i8x16_s(v), hi = i16x8.extend_high_i8x16_s(v);
+      const o = dr + (<usize> k << 2);
+      v128.store(o, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), sc));
+      v128.store(o + 16, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), sc));
+      v128.store(o + 32, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), sc));
+      v128.store(o + 48, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), sc));
+    }
+    for (let k = i16; k < i; k++) {
+      store<f32>(
+        dr + (<usize> k << 2),
+        <f32> load<i8>(qr + <usize> k) * load<f32>(sr + (<usize> (k >> 5) << 2)),
+      );
+    }
+  }
+}
+
+/** q8 weights: q (o, nb*32) i8, s (o, nb) f32. Decode needs xq, xs from quantize_x. */
+export function linear_q8(
+  lo: i32,
+  hi: i32,
+  tid: i32,
+  y: usize,
+  q: usize,
+  s: usize,
+  x: usize,
+  xq: usize,
+  xs: usize,
+  bias: usize,
+  m: i32,
+  o: i32,
+  i: i32,
+  scr: usize,
+): void {
+  const nb = (i + 31) >> 5;
+  const qs = <usize> nb << 5, ss = <usize> nb << 2, ys = <usize> o << 2;
+  if (m < TILE_M) {
+    for (let r = 0; r < m; r++) {
+      const yr = y + <usize> r * ys, xqr = xq + <usize> r * (<usize> nb << 6), xsr = xs + <usize> r * ss;
+      let c = lo;
+      for (; c + 4 <= hi; c += 4) q8dot4(yr, q + <usize> c * qs, s + <usize> c * ss, xqr, xsr, bias, c, nb);
+      for (; c < hi; c++) q8dot1(yr, q + <usize> c * qs, s + <usize> c * ss, xqr, xsr, bias, c, nb);
+    }
+    return;
+  }
+  const panel = scr + <usize> tid * SCRATCH;
+  const rows = <i32> max<usize>(1, min<usize>(<usize> PANEL, SCRATCH / (<usize> i << 2)));
+  for (let c0 = lo; c0 < hi; c0 += rows) {
+    const c1 = min(c0 + rows, hi);
+    unpackQ8(panel, q, s, c0, c1, i);
+    tiled(y, panel, x, bias, m, o, i, c0, c1);
+  }
+}
+
+// ---- packing (at load) ----
+
+/** f32 -> f16 bits, round to nearest even. */
+function toHalf(f: f32): u16 {
+  let u = reinterpret<u32>(f);
+  const sign = (u >> 16) & 0x8000;
+  u &= 0x7fffffff;
+  let o: u32;
+  if (u >= 0x47800000) {
+    o = u > 0x7f800000 ? 0x7e00 : 0x7c00;
+  } else if (u < 0x38800000) {
+    const v = reinterpret<f32>(u) + reinterpret<f32>(<u32> 0x3f000000);
+    o = reinterpret<u32>(v) - 0x3f000000;
+  } else {
+    const odd = (u >> 13) & 1;
+    u += 0xc8000fff + odd; // rebias the exponent (15 - 127) << 23, round
+    o = u >> 13;
+  }
+  return <u16> (o | sign);
+}
+
+/** src f32 (n) -> dst f16 (n). Returns how many values were out of f16's finite range. */
+export function pack_f16(dst: usize, src: usize, n: usize): i32 {
+  let bad = 0;
+  for (let k: usize = 0; k < n; k++) {
+    const h = toHalf(load<f32>(src + (k << 2)));
+    if ((h & 0x7c00) == 0x7c00) bad++;
+    store<u16>(dst + (k << 1), h);
+  }
+  return bad;
+}
+
+/** src f32 (n) -> dst bf16 (n), round to nearest even. */
+export function pack_bf16(dst: usize, src: usize, n: usize): void {
+  for (let k: usize = 0; k < n; k++) {
+    const u = load<u32>(src + (k << 2));
+    const r = (u & 0x7fffffff) > 0x7f800000 ? (u >> 16) | 0x40 : (u + 0x7fff + ((u >> 16) & 1)) >> 16;
+    store<u16>(dst + (k << 1), <u16> r);
+  }
+}
+
+/** src f32 (o, i) -> q (o, nb*32) i8, s (o, nb) f32: per block, scale = max|w| / 127. */
+export function pack_q8(q: usize, s: usize, src: usize, o: i32, i: i32): void {
+  const nb = (i + 31) >> 5;
+  for (let c = 0; c < o; c++) {
+    const wr = src + <usize> c * (<usize> i << 2);
+    for (let bk = 0; bk < nb; bk++) {
+      const k0 = bk << 5, k1 = min(k0 + 32, i);
+      let amax: f32 = 0;
+      for (let k = k0; k < k1; k++) amax = max(amax, abs(load<f32>(wr + (<usize> k << 2))));
+      const inv: f32 = amax > 0 ? 127 / amax : 0;
+      store<f32>(s + ((<usize> c * nb + bk) << 2), amax / 127);
+      const qb = q + ((<usize> c * nb + bk) << 5);
+      for (let k = k0; k < k0 + 32; k++) {
+        const v: f32 = k < k1 ? load<f32>(wr + (<usize> k << 2)) : 0;
+        store<i8>(qb + <usize> (k - k0), <i8> <i32> nearest(v * inv));
+      }
+    }
+  }
+}
