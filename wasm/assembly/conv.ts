@@ -1,7 +1,7 @@
 // Causal depthwise conv1d over time + SiLU, continuing from a (b, c, k-1) state; vectorized over
 // channels c, four at a time.
 
-import { SCRATCH, silu4, storeN } from "./math";
+import { SCRATCH, silu4, storeN, transpose4 } from "./math";
 
 /**
  * Channels [lo, hi) (lo a multiple of 4): out, x (b, l, c); w (c, k); bias (c) or 0; state (b, c, k-1).
@@ -29,20 +29,21 @@ export function conv1d_silu(
   for (let ib = 0; ib < b; ib++) {
     for (let cc = lo; cc < hi; cc += 4) {
       const cnt = min(4, hi - cc);
-      for (let lane = 0; lane < 4; lane++) {
-        const ch = cc + lane;
-        const sr = state + ((<usize> (ib * c + ch) * <usize> km) << 2);
-        for (let j = 0; j < k; j++) {
-          store<f32>(
-            wb + (<usize> j << 4) + (<usize> lane << 2),
-            lane < cnt ? load<f32>(w + (<usize> (ch * k + j) << 2)) : 0,
-          );
-        }
-        for (let j = 0; j < km; j++) {
-          store<f32>(
-            sb + (<usize> j << 4) + (<usize> lane << 2),
-            lane < cnt ? load<f32>(sr + (<usize> j << 2)) : 0,
-          );
+      if (cnt == 4) {
+        transpose4(w + (<usize> (cc * k) << 2), <usize> k << 2, wb, k, true);
+        transpose4(state + ((<usize> (ib * c + cc) * <usize> km) << 2), <usize> km << 2, sb, km, true);
+      } else {
+        for (let lane = 0; lane < 4; lane++) {
+          const ch = cc + lane;
+          const sr = state + ((<usize> (ib * c + ch) * <usize> km) << 2);
+          for (let j = 0; j < k; j++) {
+            const v: f32 = lane < cnt ? load<f32>(w + (<usize> (ch * k + j) << 2)) : 0;
+            store<f32>(wb + (<usize> j << 4) + (<usize> lane << 2), v);
+          }
+          for (let j = 0; j < km; j++) {
+            const v: f32 = lane < cnt ? load<f32>(sr + (<usize> j << 2)) : 0;
+            store<f32>(sb + (<usize> j << 4) + (<usize> lane << 2), v);
+          }
         }
       }
       const bv = bias ? v128.load(bias + (<usize> cc << 2)) : f32x4.splat(0);

@@ -6,7 +6,7 @@
 // Larger m (prefill) uses 4 x 2 register tiles over panels of 16 weight rows. Packed weights (f16,
 // bf16, q8) are converted in the kernel; for prefill a panel is first unpacked into thread scratch.
 
-import { hsum, hsum4, madd, SCRATCH } from "./math";
+import { hsum, hsum4, madd, SCRATCH, storeN } from "./math";
 
 /** Rows of x that switch from matrix-vector to tiled matrix-matrix work. */
 const TILE_M: i32 = 4;
@@ -154,16 +154,71 @@ function tile4x2(y: usize, ys: usize, w: usize, x: usize, bias: usize, c: i32, i
   );
 }
 
+/**
+ * y rows r .. r+3, outputs c .. c+4: a 3 x 4 register tile (twelve accumulators). x points at row r,
+ * w at weight row c; ys is y's row stride in bytes.
+ */
+function tile3x4(y: usize, ys: usize, w: usize, x: usize, bias: usize, c: i32, i: i32): void {
+  const i4 = i & ~3;
+  const rs = <usize> i << 2;
+  let a00 = f32x4.splat(0), a01 = a00, a02 = a00, a03 = a00;
+  let a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  let a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+  const w1 = w + rs, w2 = w + 2 * rs, w3 = w + 3 * rs, x1 = x + rs, x2 = x + 2 * rs;
+  for (let o: usize = 0, end = <usize> i4 << 2; o < end; o += 16) {
+    const v0 = v128.load(w + o), v1 = v128.load(w1 + o), v2 = v128.load(w2 + o), v3 = v128.load(w3 + o);
+    const x0v = v128.load(x + o);
+    a00 = madd(v0, x0v, a00);
+    a01 = madd(v1, x0v, a01);
+    a02 = madd(v2, x0v, a02);
+    a03 = madd(v3, x0v, a03);
+    const x1v = v128.load(x1 + o);
+    a10 = madd(v0, x1v, a10);
+    a11 = madd(v1, x1v, a11);
+    a12 = madd(v2, x1v, a12);
+    a13 = madd(v3, x1v, a13);
+    const x2v = v128.load(x2 + o);
+    a20 = madd(v0, x2v, a20);
+    a21 = madd(v1, x2v, a21);
+    a22 = madd(v2, x2v, a22);
+    a23 = madd(v3, x2v, a23);
+  }
+  tileOut(y, w, x, bias, c, i, i4, rs, hsum4(a00, a01, a02, a03));
+  tileOut(y + ys, w, x1, bias, c, i, i4, rs, hsum4(a10, a11, a12, a13));
+  tileOut(y + 2 * ys, w, x2, bias, c, i, i4, rs, hsum4(a20, a21, a22, a23));
+}
+
+/** Stores four outputs c .. c+4 of one row from their lane sums s, adding the k tail and the bias. */
+// @ts-ignore: decorator
+
+function tileOut(
+  y: usize,
+  w: usize,
+  x: usize,
+  bias: usize,
+  c: i32,
+  i: i32,
+  i4: i32,
+  rs: usize,
+  s: v128,
+): void {
+  const yc = y + (<usize> c << 2);
+  store<f32>(yc, addBias(tail(f32x4.extract_lane(s, 0), w, x, i4, i), bias, c));
+  store<f32>(yc + 4, addBias(tail(f32x4.extract_lane(s, 1), w + rs, x, i4, i), bias, c + 1));
+  store<f32>(yc + 8, addBias(tail(f32x4.extract_lane(s, 2), w + 2 * rs, x, i4, i), bias, c + 2));
+  store<f32>(yc + 12, addBias(tail(f32x4.extract_lane(s, 3), w + 3 * rs, x, i4, i), bias, c + 3));
+}
+
 /** Outputs [c0, c1) of every row, with w pointing at weight row c0 (f32 rows of i). */
 function tiled(y: usize, w: usize, x: usize, bias: usize, m: i32, o: i32, i: i32, c0: i32, c1: i32): void {
   const rs = <usize> i << 2, ys = <usize> o << 2;
   let r = 0;
-  for (; r + TILE_M <= m; r += TILE_M) {
+  for (; r + 3 <= m; r += 3) {
     const xr = x + <usize> r * rs, yr = y + <usize> r * ys;
     let c = c0;
-    for (; c + 2 <= c1; c += 2) tile4x2(yr, ys, w + <usize> (c - c0) * rs, xr, bias, c, i);
+    for (; c + 4 <= c1; c += 4) tile3x4(yr, ys, w + <usize> (c - c0) * rs, xr, bias, c, i);
     for (; c < c1; c++) {
-      for (let j = 0; j < TILE_M; j++) {
+      for (let j = 0; j < 3; j++) {
         dot1(yr + <usize> j * ys, w + <usize> (c - c0) * rs, xr + <usize> j * rs, bias, c, i);
       }
     }
@@ -199,8 +254,23 @@ export function linear_f32(
     }
     return;
   }
-  for (let c0 = lo; c0 < hi; c0 += PANEL) {
-    tiled(y, w + <usize> c0 * rs, x, bias, m, o, i, c0, min(c0 + PANEL, hi));
+  // Blocks of x rows that stay in L2, times panels of weight rows that stay in L1.
+  const mc = max(3, <i32> ((<usize> (3 * 1024 * 1024 / 8) / rs) / 3 * 3));
+  for (let r0 = 0; r0 < m; r0 += mc) {
+    const mr = min(mc, m - r0);
+    for (let c0 = lo; c0 < hi; c0 += PANEL) {
+      tiled(
+        y + <usize> r0 * ys,
+        w + <usize> c0 * rs,
+        x + <usize> r0 * rs,
+        bias,
+        mr,
+        o,
+        i,
+        c0,
+        min(c0 + PANEL, hi),
+      );
+    }
   }
 }
 
@@ -401,22 +471,49 @@ export function linear_bf16(
 }
 
 // ---- q8: int8 weights in blocks of 32 along i, one f32 scale per block ----
-// Layout: q (o, nb*32) i8, zero-padded; s (o, nb) f32; nb = ceil(i / 32).
-// Decode quantizes x to i16 per block of 32 (xq (m, nb*32), xs (m, nb)) and uses integer dot products.
+// Rows go in groups of four (o padded with zero rows to a multiple of 4), interleaved per block so that
+// a group is one contiguous stream: q (o/4, nb, 4, 32) i8, s (o/4, nb, 4) f32; nb = ceil(i / 32), the
+// last block zero-padded. Decode quantizes x to i16 per block (xq (m, nb*32), xs (m, nb)) and sums
+// with integer dot products; the four rows' block sums are scaled together.
+
+/** Byte offset of row c's block bk in q (its scale is at s + this / 8). */
+// @ts-ignore: decorator
+
+function q8at(c: i32, bk: i32, nb: i32): usize {
+  return (((<usize> (c >> 2) * <usize> nb + <usize> bk) << 2) + <usize> (c & 3)) << 5;
+}
 
 /** x (m, i) -> xq (m, nb*32) i16, xs (m, nb) f32 with x ~ xq * xs. */
 export function quantize_x(x: usize, xq: usize, xs: usize, m: i32, i: i32): void {
   const nb = (i + 31) >> 5;
+  const full = i >> 5; // blocks without padding
+  const magic = f32x4.splat(12582912.0), bits = i32x4.splat(0x4b400000);
+  const absMask = i32x4.splat(0x7fffffff);
   for (let r = 0; r < m; r++) {
     const xr = x + <usize> r * (<usize> i << 2);
     for (let bk = 0; bk < nb; bk++) {
+      const xb = xr + (<usize> bk << 7);
+      const qb = xq + ((<usize> r * nb + bk) << 6);
+      if (bk < full) {
+        let mx = v128.and(v128.load(xb), absMask);
+        for (let k = 16; k < 128; k += 16) mx = f32x4.pmax(mx, v128.and(v128.load(xb + <usize> k), absMask));
+        mx = f32x4.pmax(mx, v128.shuffle<f32>(mx, mx, 2, 3, 0, 1));
+        const amax = max(f32x4.extract_lane(mx, 0), f32x4.extract_lane(mx, 1));
+        store<f32>(xs + ((<usize> r * nb + bk) << 2), amax / 32767);
+        const inv = f32x4.splat(amax > 0 ? 32767 / amax : 0);
+        for (let k = 0; k < 128; k += 32) {
+          const a = i32x4.sub(f32x4.add(f32x4.mul(v128.load(xb + <usize> k), inv), magic), bits);
+          const b = i32x4.sub(f32x4.add(f32x4.mul(v128.load(xb + <usize> k + 16), inv), magic), bits);
+          v128.store(qb + (<usize> k >> 1), i16x8.narrow_i32x4_s(a, b));
+        }
+        continue;
+      }
       const k0 = bk << 5, k1 = min(k0 + 32, i);
       let amax: f32 = 0;
       for (let k = k0; k < k1; k++) amax = max(amax, abs(load<f32>(xr + (<usize> k << 2))));
       const scale: f32 = amax / 32767;
       const inv: f32 = amax > 0 ? 32767 / amax : 0;
       store<f32>(xs + ((<usize> r * nb + bk) << 2), scale);
-      const qb = xq + ((<usize> r * nb + bk) << 6);
       for (let k = k0; k < k0 + 32; k++) {
         const v: f32 = k < k1 ? load<f32>(xr + (<usize> k << 2)) : 0;
         store<i16>(qb + (<usize> (k - k0) << 1), <i16> <i32> nearest(v * inv));
@@ -425,83 +522,81 @@ export function quantize_x(x: usize, xq: usize, xs: usize, m: i32, i: i32): void
   }
 }
 
-/** Sum over one block of 32: i8 weights at q, i16 activations at xq, as an i32x4. */
+/** One row's block of 32: i8 weights at q times the i16 activations x0..x3, as an i32x4. */
 // @ts-ignore: decorator
 
-function block32(q: usize, xq: usize): v128 {
-  const w0 = v128.load(q), w1 = v128.load(q + 16);
-  const d0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w0), v128.load(xq));
-  const d1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w0), v128.load(xq + 16));
-  const d2 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w1), v128.load(xq + 32));
-  const d3 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w1), v128.load(xq + 48));
+function row32(q: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const d0 = i32x4.dot_i16x8_s(v128.load8x8_s(q), x0);
+  const d1 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 8), x1);
+  const d2 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 16), x2);
+  const d3 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 24), x3);
   return i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3));
 }
 
-function q8dot4(y: usize, q: usize, s: usize, xq: usize, xs: usize, bias: usize, c: i32, nb: i32): void {
-  const qs = <usize> nb << 5, ss = <usize> nb << 2;
-  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+/** Outputs of the row group starting at c (cnt of its 4 rows stored) for one x row. */
+function q8group(
+  y: usize,
+  q: usize,
+  s: usize,
+  xq: usize,
+  xs: usize,
+  bias: usize,
+  c: i32,
+  cnt: i32,
+  nb: i32,
+): void {
+  let acc = f32x4.splat(0);
+  const g = <usize> (c >> 2) * <usize> nb;
   for (let bk = 0; bk < nb; bk++) {
-    const qo = <usize> bk << 5, so = <usize> bk << 2;
-    const xsc = load<f32>(xs + so);
     const xb = xq + (<usize> bk << 6);
-    a0 = madd(f32x4.convert_i32x4_s(block32(q + qo, xb)), f32x4.splat(load<f32>(s + so) * xsc), a0);
-    a1 = madd(f32x4.convert_i32x4_s(block32(q + qs + qo, xb)), f32x4.splat(load<f32>(s + ss + so) * xsc), a1);
-    a2 = madd(
-      f32x4.convert_i32x4_s(block32(q + 2 * qs + qo, xb)),
-      f32x4.splat(load<f32>(s + 2 * ss + so) * xsc),
-      a2,
+    const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
+    const qb = q + ((g + <usize> bk) << 7);
+    const r0 = row32(qb, x0, x1, x2, x3), r1 = row32(qb + 32, x0, x1, x2, x3);
+    const r2 = row32(qb + 64, x0, x1, x2, x3), r3 = row32(qb + 96, x0, x1, x2, x3);
+    // lane j of `sum` = the four lanes of r_j added
+    const u01 = i32x4.add(v128.shuffle<i32>(r0, r1, 0, 4, 2, 6), v128.shuffle<i32>(r0, r1, 1, 5, 3, 7));
+    const u23 = i32x4.add(v128.shuffle<i32>(r2, r3, 0, 4, 2, 6), v128.shuffle<i32>(r2, r3, 1, 5, 3, 7));
+    const sum = i32x4.add(v128.shuffle<i32>(u01, u23, 0, 1, 4, 5), v128.shuffle<i32>(u01, u23, 2, 3, 6, 7));
+    const sc = f32x4.mul(
+      v128.load(s + ((g + <usize> bk) << 4)),
+      f32x4.splat(load<f32>(xs + (<usize> bk << 2))),
     );
-    a3 = madd(
-      f32x4.convert_i32x4_s(block32(q + 3 * qs + qo, xb)),
-      f32x4.splat(load<f32>(s + 3 * ss + so) * xsc),
-      a3,
-    );
+    acc = madd(f32x4.convert_i32x4_s(sum), sc, acc);
   }
-  const r = hsum4(a0, a1, a2, a3);
-  const yc = y + (<usize> c << 2);
-  store<f32>(yc, addBias(f32x4.extract_lane(r, 0), bias, c));
-  store<f32>(yc + 4, addBias(f32x4.extract_lane(r, 1), bias, c + 1));
-  store<f32>(yc + 8, addBias(f32x4.extract_lane(r, 2), bias, c + 2));
-  store<f32>(yc + 12, addBias(f32x4.extract_lane(r, 3), bias, c + 3));
-}
-
-function q8dot1(y: usize, q: usize, s: usize, xq: usize, xs: usize, bias: usize, c: i32, nb: i32): void {
-  let a = f32x4.splat(0);
-  for (let bk = 0; bk < nb; bk++) {
-    const so = <usize> bk << 2;
-    const sc = f32x4.splat(load<f32>(s + so) * load<f32>(xs + so));
-    a = madd(f32x4.convert_i32x4_s(block32(q + (<usize> bk << 5), xq + (<usize> bk << 6))), sc, a);
-  }
-  store<f32>(y + (<usize> c << 2), addBias(hsum(a), bias, c));
+  if (bias) acc = f32x4.add(acc, v128.load(bias + (<usize> c << 2)));
+  storeN(y + (<usize> c << 2), acc, cnt);
 }
 
 /** Unpacks rows [c0, c1) of a q8 matrix into f32 rows (o, i) at dst. */
 function unpackQ8(dst: usize, q: usize, s: usize, c0: i32, c1: i32, i: i32): void {
   const nb = (i + 31) >> 5;
   for (let c = c0; c < c1; c++) {
-    const qr = q + <usize> c * (<usize> nb << 5), sr = s + <usize> c * (<usize> nb << 2);
     const dr = dst + <usize> (c - c0) * (<usize> i << 2);
-    const i16 = i & ~15;
-    for (let k = 0; k < i16; k += 16) {
-      const sc = f32x4.splat(load<f32>(sr + (<usize> (k >> 5) << 2)));
-      const v = v128.load(qr + <usize> k);
-      const lo = i16x8.extend_low_i8x16_s(v), hi = i16x8.extend_high_i8x16_s(v);
-      const o = dr + (<usize> k << 2);
-      v128.store(o, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), sc));
-      v128.store(o + 16, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), sc));
-      v128.store(o + 32, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), sc));
-      v128.store(o + 48, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), sc));
-    }
-    for (let k = i16; k < i; k++) {
-      store<f32>(
-        dr + (<usize> k << 2),
-        <f32> load<i8>(qr + <usize> k) * load<f32>(sr + (<usize> (k >> 5) << 2)),
-      );
+    for (let bk = 0; bk < nb; bk++) {
+      const at = q8at(c, bk, nb);
+      const qb = q + at;
+      const sc = f32x4.splat(load<f32>(s + (at >> 3)));
+      const k0 = bk << 5;
+      if (k0 + 32 <= i) {
+        for (let k = 0; k < 32; k += 8) {
+          const v = v128.load8x8_s(qb + <usize> k);
+          const o = dr + (<usize> (k0 + k) << 2);
+          v128.store(o, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v)), sc));
+          v128.store(o + 16, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v)), sc));
+        }
+      } else {
+        for (let k = k0; k < i; k++) {
+          store<f32>(
+            dr + (<usize> k << 2),
+            <f32> load<i8>(qb + <usize> (k - k0)) * f32x4.extract_lane(sc, 0),
+          );
+        }
+      }
     }
   }
 }
 
-/** q8 weights: q (o, nb*32) i8, s (o, nb) f32. Decode needs xq, xs from quantize_x. */
+/** q8 weights (see the layout above). Decode needs xq, xs from quantize_x. */
 export function linear_q8(
   lo: i32,
   hi: i32,
@@ -519,13 +614,11 @@ export function linear_q8(
   scr: usize,
 ): void {
   const nb = (i + 31) >> 5;
-  const qs = <usize> nb << 5, ss = <usize> nb << 2, ys = <usize> o << 2;
+  const ss = <usize> nb << 2, ys = <usize> o << 2;
   if (m < TILE_M) {
     for (let r = 0; r < m; r++) {
       const yr = y + <usize> r * ys, xqr = xq + <usize> r * (<usize> nb << 6), xsr = xs + <usize> r * ss;
-      let c = lo;
-      for (; c + 4 <= hi; c += 4) q8dot4(yr, q + <usize> c * qs, s + <usize> c * ss, xqr, xsr, bias, c, nb);
-      for (; c < hi; c++) q8dot1(yr, q + <usize> c * qs, s + <usize> c * ss, xqr, xsr, bias, c, nb);
+      for (let c = lo; c < hi; c += 4) q8group(yr, q, s, xqr, xsr, bias, c, min(4, hi - c), nb);
     }
     return;
   }
@@ -579,21 +672,22 @@ export function pack_bf16(dst: usize, src: usize, n: usize): void {
   }
 }
 
-/** src f32 (o, i) -> q (o, nb*32) i8, s (o, nb) f32: per block, scale = max|w| / 127. */
+/** src f32 (o, i) -> q, s in the q8 layout above: per block, scale = max|w| / 127. */
 export function pack_q8(q: usize, s: usize, src: usize, o: i32, i: i32): void {
   const nb = (i + 31) >> 5;
-  for (let c = 0; c < o; c++) {
+  const og = (o + 3) & ~3;
+  for (let c = 0; c < og; c++) {
     const wr = src + <usize> c * (<usize> i << 2);
     for (let bk = 0; bk < nb; bk++) {
-      const k0 = bk << 5, k1 = min(k0 + 32, i);
+      const k0 = bk << 5, k1 = c < o ? min(k0 + 32, i) : k0;
       let amax: f32 = 0;
       for (let k = k0; k < k1; k++) amax = max(amax, abs(load<f32>(wr + (<usize> k << 2))));
       const inv: f32 = amax > 0 ? 127 / amax : 0;
-      store<f32>(s + ((<usize> c * nb + bk) << 2), amax / 127);
-      const qb = q + ((<usize> c * nb + bk) << 5);
+      const at = q8at(c, bk, nb);
+      store<f32>(s + (at >> 3), amax / 127);
       for (let k = k0; k < k0 + 32; k++) {
         const v: f32 = k < k1 ? load<f32>(wr + (<usize> k << 2)) : 0;
-        store<i8>(qb + <usize> (k - k0), <i8> <i32> nearest(v * inv));
+        store<i8>(q + at + <usize> (k - k0), <i8> <i32> nearest(v * inv));
       }
     }
   }

@@ -108,18 +108,15 @@ export function embed16(out: usize, table: usize, ids: usize, m: i32, d: i32, bf
   }
 }
 
-/** out (m, d) = rows of a q8 table: q (v, nb*32) i8, s (v, nb) f32. */
+/** out (m, d) = rows of a q8 table (the layout of linear.ts: rows in groups of four, per block). */
 export function embed_q8(out: usize, q: usize, s: usize, ids: usize, m: i32, d: i32): void {
   const nb = (d + 31) >> 5;
   for (let r = 0; r < m; r++) {
-    const id = <usize> load<i32>(ids + (<usize> r << 2));
-    const qr = q + id * (<usize> nb << 5), sr = s + id * (<usize> nb << 2);
+    const id = load<i32>(ids + (<usize> r << 2));
     const or = out + (<usize> r * <usize> d << 2);
     for (let j = 0; j < d; j++) {
-      store<f32>(
-        or + (<usize> j << 2),
-        <f32> load<i8>(qr + <usize> j) * load<f32>(sr + (<usize> (j >> 5) << 2)),
-      );
+      const at = (((<usize> (id >> 2) * <usize> nb + <usize> (j >> 5)) << 2) + <usize> (id & 3)) << 5;
+      store<f32>(or + (<usize> j << 2), <f32> load<i8>(q + at + <usize> (j & 31)) * load<f32>(s + (at >> 3)));
     }
   }
 }

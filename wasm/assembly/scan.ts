@@ -2,7 +2,7 @@
 // channels gathered into thread scratch for the whole call. Mamba-2 (SSD): one scalar decay per head,
 // so each (head, p) row of the state is updated vectorized across n, step by step.
 
-import { exp4, hsum, SCRATCH, silu4, softplus1, softplus4, storeN } from "./math";
+import { exp4, hsum, SCRATCH, silu4, softplus1, softplus4, storeN, transpose4 } from "./math";
 
 /**
  * Mamba-1, channels [lo, hi) (lo a multiple of 4): y (b, l, di) = (C.h + D*x) * silu(z), with
@@ -33,26 +33,11 @@ export function selective_scan(
   const ns = <usize> n << 2;
   for (let cc = lo; cc < hi; cc += 4) {
     const cnt = min(4, hi - cc);
-    for (let lane = 0; lane < 4; lane++) {
-      const ar = A + <usize> (cc + lane) * ns;
-      for (let s = 0; s < n; s++) {
-        store<f32>(
-          ab + (<usize> s << 4) + (<usize> lane << 2),
-          lane < cnt ? load<f32>(ar + (<usize> s << 2)) : 0,
-        );
-      }
-    }
+    gather(ab, A + <usize> cc * ns, ns, n, cnt);
     const dv = v128.load(D + (<usize> cc << 2));
     for (let ib = 0; ib < b; ib++) {
       const h0 = h + <usize> (ib * di + cc) * ns;
-      for (let lane = 0; lane < 4; lane++) {
-        for (let s = 0; s < n; s++) {
-          store<f32>(
-            hb + (<usize> s << 4) + (<usize> lane << 2),
-            lane < cnt ? load<f32>(h0 + <usize> lane * ns + (<usize> s << 2)) : 0,
-          );
-        }
-      }
+      gather(hb, h0, ns, n, cnt);
       for (let t = 0; t < l; t++) {
         const row = ib * l + t;
         const off = (<usize> row * <usize> di + <usize> cc) << 2;
@@ -74,14 +59,29 @@ export function selective_scan(
         const yv = f32x4.mul(f32x4.add(acc, f32x4.mul(u, dv)), silu4(v128.load(z + off)));
         storeN(y + off, yv, cnt);
       }
-      for (let lane = 0; lane < cnt; lane++) {
-        for (let s = 0; s < n; s++) {
-          store<f32>(
-            h0 + <usize> lane * ns + (<usize> s << 2),
-            load<f32>(hb + (<usize> s << 4) + (<usize> lane << 2)),
-          );
+      if (cnt == 4) transpose4(h0, ns, hb, n, false);
+      else {
+        for (let lane = 0; lane < cnt; lane++) {
+          for (let s = 0; s < n; s++) {
+            const v = load<f32>(hb + (<usize> s << 4) + (<usize> lane << 2));
+            store<f32>(h0 + <usize> lane * ns + (<usize> s << 2), v);
+          }
         }
       }
+    }
+  }
+}
+
+/** cols (n) v128 <- lanes r < cnt of rows + r*stride (n values each); missing lanes are 0. */
+function gather(cols: usize, rows: usize, stride: usize, n: i32, cnt: i32): void {
+  if (cnt == 4) {
+    transpose4(rows, stride, cols, n, true);
+    return;
+  }
+  for (let r = 0; r < 4; r++) {
+    for (let s = 0; s < n; s++) {
+      const v: f32 = r < cnt ? load<f32>(rows + <usize> r * stride + (<usize> s << 2)) : 0;
+      store<f32>(cols + (<usize> s << 4) + (<usize> r << 2), v);
     }
   }
 }

@@ -391,10 +391,10 @@ export class WasmBackend implements Backend {
     const ex = this.#ex;
     let out: WasmTensor;
     if (this.weightDType === "q8") {
-      const nb = Math.ceil(i / 32);
-      const q = this.#alloc(o * nb * 32), s = this.#alloc(o * nb * 4);
+      const nb = Math.ceil(i / 32), og = Math.ceil(o / 4) * 4; // rows padded to groups of 4
+      const q = this.#alloc(og * nb * 32), s = this.#alloc(og * nb * 4);
       ex.pack_q8(q, s, src, o, i);
-      out = new WasmTensor([o, i], "f32", q, o * nb * 32, "q8", s, o * nb * 4);
+      out = new WasmTensor([o, i], "f32", q, og * nb * 32, "q8", s, og * nb * 4);
     } else {
       const dst = this.#alloc(o * i * 2);
       if (this.weightDType === "f16") {
