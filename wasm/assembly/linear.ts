@@ -533,7 +533,23 @@ function row32(q: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   return i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3));
 }
 
-/** Outputs of the row group starting at c (cnt of its 4 rows stored) for one x row. */
+/** The four rows' sums of one block of the group at qb, scaled: a madd term for the accumulator. */
+// @ts-ignore: decorator
+
+function q8block(qb: usize, sv: v128, x0: v128, x1: v128, x2: v128, x3: v128, acc: v128): v128 {
+  const r0 = row32(qb, x0, x1, x2, x3), r1 = row32(qb + 32, x0, x1, x2, x3);
+  const r2 = row32(qb + 64, x0, x1, x2, x3), r3 = row32(qb + 96, x0, x1, x2, x3);
+  // lane j of `sum` = the four lanes of r_j added
+  const u01 = i32x4.add(v128.shuffle<i32>(r0, r1, 0, 4, 2, 6), v128.shuffle<i32>(r0, r1, 1, 5, 3, 7));
+  const u23 = i32x4.add(v128.shuffle<i32>(r2, r3, 0, 4, 2, 6), v128.shuffle<i32>(r2, r3, 1, 5, 3, 7));
+  const sum = i32x4.add(v128.shuffle<i32>(u01, u23, 0, 1, 4, 5), v128.shuffle<i32>(u01, u23, 2, 3, 6, 7));
+  return madd(f32x4.convert_i32x4_s(sum), sv, acc);
+}
+
+/**
+ * Outputs of the row groups starting at c and c2 (cnt, cnt2 of their 4 rows stored; cnt2 0: none)
+ * for one x row. Two groups far apart make two memory streams, which read faster than one.
+ */
 function q8group(
   y: usize,
   q: usize,
@@ -543,28 +559,36 @@ function q8group(
   bias: usize,
   c: i32,
   cnt: i32,
+  c2: i32,
+  cnt2: i32,
   nb: i32,
 ): void {
-  let acc = f32x4.splat(0);
-  const g = <usize> (c >> 2) * <usize> nb;
+  let acc = f32x4.splat(0), acc2 = acc;
+  const g = <usize> (c >> 2) * <usize> nb, g2 = <usize> (c2 >> 2) * <usize> nb;
   for (let bk = 0; bk < nb; bk++) {
     const xb = xq + (<usize> bk << 6);
     const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
-    const qb = q + ((g + <usize> bk) << 7);
-    const r0 = row32(qb, x0, x1, x2, x3), r1 = row32(qb + 32, x0, x1, x2, x3);
-    const r2 = row32(qb + 64, x0, x1, x2, x3), r3 = row32(qb + 96, x0, x1, x2, x3);
-    // lane j of `sum` = the four lanes of r_j added
-    const u01 = i32x4.add(v128.shuffle<i32>(r0, r1, 0, 4, 2, 6), v128.shuffle<i32>(r0, r1, 1, 5, 3, 7));
-    const u23 = i32x4.add(v128.shuffle<i32>(r2, r3, 0, 4, 2, 6), v128.shuffle<i32>(r2, r3, 1, 5, 3, 7));
-    const sum = i32x4.add(v128.shuffle<i32>(u01, u23, 0, 1, 4, 5), v128.shuffle<i32>(u01, u23, 2, 3, 6, 7));
-    const sc = f32x4.mul(
-      v128.load(s + ((g + <usize> bk) << 4)),
-      f32x4.splat(load<f32>(xs + (<usize> bk << 2))),
+    const xsv = f32x4.splat(load<f32>(xs + (<usize> bk << 2)));
+    acc = q8block(
+      q + ((g + <usize> bk) << 7),
+      f32x4.mul(v128.load(s + ((g + <usize> bk) << 4)), xsv),
+      x0,
+      x1,
+      x2,
+      x3,
+      acc,
     );
-    acc = madd(f32x4.convert_i32x4_s(sum), sc, acc);
+    if (cnt2) {
+      const sv2 = f32x4.mul(v128.load(s + ((g2 + <usize> bk) << 4)), xsv);
+      acc2 = q8block(q + ((g2 + <usize> bk) << 7), sv2, x0, x1, x2, x3, acc2);
+    }
   }
   if (bias) acc = f32x4.add(acc, v128.load(bias + (<usize> c << 2)));
   storeN(y + (<usize> c << 2), acc, cnt);
+  if (cnt2) {
+    if (bias) acc2 = f32x4.add(acc2, v128.load(bias + (<usize> c2 << 2)));
+    storeN(y + (<usize> c2 << 2), acc2, cnt2);
+  }
 }
 
 /** Unpacks rows [c0, c1) of a q8 matrix into f32 rows (o, i) at dst. */
@@ -618,7 +642,13 @@ export function linear_q8(
   if (m < TILE_M) {
     for (let r = 0; r < m; r++) {
       const yr = y + <usize> r * ys, xqr = xq + <usize> r * (<usize> nb << 6), xsr = xs + <usize> r * ss;
-      for (let c = lo; c < hi; c += 4) q8group(yr, q, s, xqr, xsr, bias, c, min(4, hi - c), nb);
+      // groups [lo, mid) paired with [mid, hi): two streams
+      const groups = (hi - lo + 3) >> 2, half = (groups + 1) >> 1;
+      const mid = lo + (half << 2);
+      for (let c = lo; c < mid; c += 4) {
+        const c2 = c + (half << 2);
+        q8group(yr, q, s, xqr, xsr, bias, c, min(4, hi - c), c2, c2 < hi ? min(4, hi - c2) : 0, nb);
+      }
     }
     return;
   }

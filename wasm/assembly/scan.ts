@@ -2,12 +2,26 @@
 // channels gathered into thread scratch for the whole call. Mamba-2 (SSD): one scalar decay per head,
 // so each (head, p) row of the state is updated vectorized across n, step by step.
 
-import { exp4, hsum, SCRATCH, silu4, softplus1, softplus4, storeN, transpose4 } from "./math";
+import {
+  exp4,
+  hsum,
+  madd,
+  SCRATCH,
+  silu4,
+  softplus1,
+  softplus4,
+  storeN,
+  transpose4,
+  transposePartial,
+} from "./math";
 
 /**
  * Mamba-1, channels [lo, hi) (lo a multiple of 4): y (b, l, di) = (C.h + D*x) * silu(z), with
  * h = exp(dt*A)*h + dt*B*x per step and dt = softplus(dt_in). A (di, n); B, C (b, l, n); D (di);
  * h (b, di, n) updated in place.
+ *
+ * The state and A of a chunk of channels are transposed into thread scratch, (n, channels), so that
+ * each step reads the rows of x, dt, z and writes y contiguously, four channels per v128.
  */
 export function selective_scan(
   lo: i32,
@@ -28,60 +42,52 @@ export function selective_scan(
   n: i32,
   scr: usize,
 ): void {
-  const hb = scr + <usize> tid * SCRATCH; // (n) v128: h of four channels, transposed
-  const ab = hb + (<usize> n << 4); // (n) v128: A of four channels, transposed
   const ns = <usize> n << 2;
-  for (let cc = lo; cc < hi; cc += 4) {
-    const cnt = min(4, hi - cc);
-    gather(ab, A + <usize> cc * ns, ns, n, cnt);
-    const dv = v128.load(D + (<usize> cc << 2));
+  // channels per pass: all that fit the scratch for long l; four (everything in L1) for a few steps
+  const chunk = l < 8 ? 4 : max(4, <i32> (SCRATCH / 2 / ns) & ~3);
+  const hT = scr + <usize> tid * SCRATCH;
+  for (let c0 = lo; c0 < hi; c0 += chunk) {
+    const c1 = min(c0 + chunk, hi);
+    const cs = <usize> ((c1 - c0 + 3) & ~3) << 2; // bytes of one transposed row
+    const aT = hT + cs * <usize> n;
+    for (let cc = c0; cc < c1; cc += 4) {
+      const cnt = min(4, c1 - cc), col = <usize> (cc - c0) << 2;
+      if (cnt == 4) transpose4(A + <usize> cc * ns, ns, aT + col, cs, n, true);
+      else transposePartial(A + <usize> cc * ns, ns, aT + col, cs, n, cnt, true);
+    }
     for (let ib = 0; ib < b; ib++) {
-      const h0 = h + <usize> (ib * di + cc) * ns;
-      gather(hb, h0, ns, n, cnt);
+      const hb = h + <usize> (ib * di) * ns;
+      for (let cc = c0; cc < c1; cc += 4) {
+        const cnt = min(4, c1 - cc), col = <usize> (cc - c0) << 2;
+        if (cnt == 4) transpose4(hb + <usize> cc * ns, ns, hT + col, cs, n, true);
+        else transposePartial(hb + <usize> cc * ns, ns, hT + col, cs, n, cnt, true);
+      }
       for (let t = 0; t < l; t++) {
         const row = ib * l + t;
-        const off = (<usize> row * <usize> di + <usize> cc) << 2;
-        const u = v128.load(x + off);
-        const delta = softplus4(v128.load(dt + off));
-        const du = f32x4.mul(delta, u);
         const br = B + <usize> row * ns, cr = C + <usize> row * ns;
-        let acc = f32x4.splat(0);
-        for (let s = 0; s < n; s++) {
-          const so = <usize> s << 4;
-          const dA = exp4(f32x4.mul(delta, v128.load(ab + so)));
-          const hv = f32x4.add(
-            f32x4.mul(dA, v128.load(hb + so)),
-            f32x4.mul(du, f32x4.splat(load<f32>(br + (<usize> s << 2)))),
-          );
-          v128.store(hb + so, hv);
-          acc = f32x4.add(acc, f32x4.mul(hv, f32x4.splat(load<f32>(cr + (<usize> s << 2)))));
-        }
-        const yv = f32x4.mul(f32x4.add(acc, f32x4.mul(u, dv)), silu4(v128.load(z + off)));
-        storeN(y + off, yv, cnt);
-      }
-      if (cnt == 4) transpose4(h0, ns, hb, n, false);
-      else {
-        for (let lane = 0; lane < cnt; lane++) {
-          for (let s = 0; s < n; s++) {
-            const v = load<f32>(hb + (<usize> s << 4) + (<usize> lane << 2));
-            store<f32>(h0 + <usize> lane * ns + (<usize> s << 2), v);
+        for (let cc = c0; cc < c1; cc += 4) {
+          const cnt = min(4, c1 - cc), col = <usize> (cc - c0) << 2;
+          const off = (<usize> row * <usize> di + <usize> cc) << 2;
+          const u = v128.load(x + off);
+          const delta = softplus4(v128.load(dt + off));
+          const du = f32x4.mul(delta, u);
+          let acc = f32x4.splat(0);
+          let hp = hT + col, ap = aT + col;
+          for (let s = 0; s < n; s++, hp += cs, ap += cs) {
+            const dA = exp4(f32x4.mul(delta, v128.load(ap)));
+            const hv = madd(dA, v128.load(hp), f32x4.mul(du, f32x4.splat(load<f32>(br + (<usize> s << 2)))));
+            v128.store(hp, hv);
+            acc = madd(hv, f32x4.splat(load<f32>(cr + (<usize> s << 2))), acc);
           }
+          const yv = f32x4.mul(madd(u, v128.load(D + (<usize> cc << 2)), acc), silu4(v128.load(z + off)));
+          storeN(y + off, yv, cnt);
         }
       }
-    }
-  }
-}
-
-/** cols (n) v128 <- lanes r < cnt of rows + r*stride (n values each); missing lanes are 0. */
-function gather(cols: usize, rows: usize, stride: usize, n: i32, cnt: i32): void {
-  if (cnt == 4) {
-    transpose4(rows, stride, cols, n, true);
-    return;
-  }
-  for (let r = 0; r < 4; r++) {
-    for (let s = 0; s < n; s++) {
-      const v: f32 = r < cnt ? load<f32>(rows + <usize> r * stride + (<usize> s << 2)) : 0;
-      store<f32>(cols + (<usize> s << 4) + (<usize> r << 2), v);
+      for (let cc = c0; cc < c1; cc += 4) {
+        const cnt = min(4, c1 - cc), col = <usize> (cc - c0) << 2;
+        if (cnt == 4) transpose4(hb + <usize> cc * ns, ns, hT + col, cs, n, false);
+        else transposePartial(hb + <usize> cc * ns, ns, hT + col, cs, n, cnt, false);
+      }
     }
   }
 }

@@ -38,6 +38,8 @@ export interface WasmOptions {
   relaxed?: boolean;
   /** where notes go */
   log?: (message: string) => void;
+  /** a kernels module to run instead of the embedded ones (for experiments with the build) */
+  kernels?: Uint8Array<ArrayBuffer>;
 }
 
 const PAGE = 65536;
@@ -268,7 +270,7 @@ export async function createWasmBackend(opts: WasmOptions = {}, config?: ModelCo
     threads = 1;
   }
   const relaxed = (opts.relaxed ?? true) && WebAssembly.validate(decodeBase64(RELAXED_WASM));
-  let bytes = decodeBase64(relaxed ? RELAXED_WASM : SIMD_WASM);
+  let bytes = opts.kernels ?? decodeBase64(relaxed ? RELAXED_WASM : SIMD_WASM);
   if (threads > 1) bytes = withSharedMemory(bytes);
   const module = await WebAssembly.compile(bytes);
   const memory = new WebAssembly.Memory(
