@@ -57,3 +57,17 @@ Deno.test("wasm: greedy and sampled generations equal js, and 1 and 2 threads ag
     }
   }
 });
+
+Deno.test("wasm: f16 packing is exact on a checkpoint stored in f16", async () => {
+  const e = await expected("mamba-small-f16");
+  const model = await loadModel(new URL("mamba-small-f16/hf/", FIXTURES), {
+    backend: "wasm",
+    dtype: "f16",
+    threads: 1,
+  });
+  try {
+    assertClose((await model.forward(e.inputIds)).logits, e.logits, "logits");
+  } finally {
+    await model.dispose();
+  }
+});
