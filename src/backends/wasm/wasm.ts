@@ -534,7 +534,7 @@ export class WasmBackend implements Backend {
   conv1dSilu(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | undefined, state: Tensor): void {
     const [b, l, c] = x.shape;
     const k = w.shape[1];
-    this.#run(K.conv1d_silu, c, 4, b * l * c * k * 8, [
+    this.#run(K.conv1d_silu, c, 4, b * l * c * k * 2, [
       t(out).ptr,
       t(x).ptr,
       t(w).ptr,
