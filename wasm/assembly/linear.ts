@@ -11,7 +11,7 @@ import { hsum, hsum4, madd, SCRATCH, storeN } from "./math";
 /** Rows of x that switch from matrix-vector to tiled matrix-matrix work. */
 const TILE_M: i32 = 4;
 /** Weight rows per prefill panel. */
-const PANEL: i32 = 16;
+const PANEL: i32 = 64;
 
 // @ts-ignore: decorator
 
