@@ -152,17 +152,44 @@ export function argmax(x: usize, v: i32): i32 {
 }
 
 /**
- * Memory-bandwidth probe: sums the f32 values of 64-byte lines [lo, hi) of the buffer at p with four
- * independent accumulators; the sum goes to out[tid] so that the loads cannot be dropped.
+ * Memory-bandwidth probe: sums the f32 values of 64-byte lines [lo, hi) of the buffer at p, as four
+ * streams (the quarters of the range) read together, which the hardware prefetches better than one;
+ * the sum goes to out[tid] so that the loads cannot be dropped.
  */
 export function bw_sum(lo: i32, hi: i32, tid: i32, p: usize, out: usize): void {
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const end = p + (<usize> hi << 6);
-  for (let q = p + (<usize> lo << 6); q < end; q += 64) {
-    a0 = f32x4.add(a0, v128.load(q));
-    a1 = f32x4.add(a1, v128.load(q + 16));
-    a2 = f32x4.add(a2, v128.load(q + 32));
-    a3 = f32x4.add(a3, v128.load(q + 48));
+  const q = <usize> ((hi - lo) >> 2) << 6;
+  const p0 = p + (<usize> lo << 6), p1 = p0 + q, p2 = p1 + q, p3 = p2 + q;
+  for (let o: usize = 0; o < q; o += 64) {
+    a0 = f32x4.add(
+      a0,
+      f32x4.add(
+        f32x4.add(v128.load(p0 + o), v128.load(p0 + o, 16)),
+        f32x4.add(v128.load(p0 + o, 32), v128.load(p0 + o, 48)),
+      ),
+    );
+    a1 = f32x4.add(
+      a1,
+      f32x4.add(
+        f32x4.add(v128.load(p1 + o), v128.load(p1 + o, 16)),
+        f32x4.add(v128.load(p1 + o, 32), v128.load(p1 + o, 48)),
+      ),
+    );
+    a2 = f32x4.add(
+      a2,
+      f32x4.add(
+        f32x4.add(v128.load(p2 + o), v128.load(p2 + o, 16)),
+        f32x4.add(v128.load(p2 + o, 32), v128.load(p2 + o, 48)),
+      ),
+    );
+    a3 = f32x4.add(
+      a3,
+      f32x4.add(
+        f32x4.add(v128.load(p3 + o), v128.load(p3 + o, 16)),
+        f32x4.add(v128.load(p3 + o, 32), v128.load(p3 + o, 48)),
+      ),
+    );
   }
+  for (let r = p0 + 4 * q, end = p + (<usize> hi << 6); r < end; r += 64) a0 = f32x4.add(a0, v128.load(r));
   store<f32>(out + (<usize> tid << 2), hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))));
 }

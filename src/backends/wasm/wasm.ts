@@ -609,7 +609,7 @@ export class WasmBackend implements Backend {
   sample(a: SampleArgs): void {
     const [b, v] = a.logits.shape;
     const lp = t(a.logits).ptr, op = t(a.out).ptr / 4 + a.outRow * b;
-    if (a.params.temperature <= 0 && (a.params.repetitionPenalty === 1 || !a.seen) && !a.seen) {
+    if (a.params.temperature <= 0 && !a.seen) { // plain greedy: an argmax kernel per row
       for (let i = 0; i < b; i++) this.#i32[op + i] = this.#ex.argmax(lp + i * v * 4, v);
       return;
     }
