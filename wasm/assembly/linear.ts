@@ -666,6 +666,45 @@ function q8group(
   }
 }
 
+/** Four full row groups at rows c, c+qr, c+2qr, c+3qr for one x row: four long memory streams. */
+function q8quad(
+  y: usize,
+  q: usize,
+  s: usize,
+  xq: usize,
+  xs: usize,
+  bias: usize,
+  c: i32,
+  qr: i32,
+  nb: i32,
+): void {
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  const step = <usize> (qr >> 2) * <usize> nb;
+  const g0 = <usize> (c >> 2) * <usize> nb, g1 = g0 + step, g2 = g1 + step, g3 = g2 + step;
+  for (let bk = 0; bk < nb; bk++) {
+    const xb = xq + (<usize> bk << 6);
+    const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
+    const xsv = f32x4.splat(load<f32>(xs + (<usize> bk << 2)));
+    const b = <usize> bk;
+    a0 = q8block(q + ((g0 + b) << 7), f32x4.mul(v128.load(s + ((g0 + b) << 4)), xsv), x0, x1, x2, x3, a0);
+    a1 = q8block(q + ((g1 + b) << 7), f32x4.mul(v128.load(s + ((g1 + b) << 4)), xsv), x0, x1, x2, x3, a1);
+    a2 = q8block(q + ((g2 + b) << 7), f32x4.mul(v128.load(s + ((g2 + b) << 4)), xsv), x0, x1, x2, x3, a2);
+    a3 = q8block(q + ((g3 + b) << 7), f32x4.mul(v128.load(s + ((g3 + b) << 4)), xsv), x0, x1, x2, x3, a3);
+  }
+  const yc = y + (<usize> c << 2), yq = <usize> qr << 2;
+  if (bias) {
+    const bc = bias + (<usize> c << 2);
+    a0 = f32x4.add(a0, v128.load(bc));
+    a1 = f32x4.add(a1, v128.load(bc + yq));
+    a2 = f32x4.add(a2, v128.load(bc + 2 * yq));
+    a3 = f32x4.add(a3, v128.load(bc + 3 * yq));
+  }
+  v128.store(yc, a0);
+  v128.store(yc + yq, a1);
+  v128.store(yc + 2 * yq, a2);
+  v128.store(yc + 3 * yq, a3);
+}
+
 /** Unpacks rows [c0, c1) of a q8 matrix into f32 rows (o, i) at dst. */
 function unpackQ8(dst: usize, q: usize, s: usize, c0: i32, c1: i32, i: i32): void {
   const nb = (i + 31) >> 5;
@@ -717,12 +756,11 @@ export function linear_q8(
   if (m < TILE_M) {
     for (let r = 0; r < m; r++) {
       const yr = y + <usize> r * ys, xqr = xq + <usize> r * (<usize> nb << 6), xsr = xs + <usize> r * ss;
-      // groups [lo, mid) paired with [mid, hi): two streams
-      const groups = (hi - lo + 3) >> 2, half = (groups + 1) >> 1;
-      const mid = lo + (half << 2);
-      for (let c = lo; c < mid; c += 4) {
-        const c2 = c + (half << 2);
-        q8group(yr, q, s, xqr, xsr, bias, c, min(4, hi - c), c2, c2 < hi ? min(4, hi - c2) : 0, nb);
+      // four far-apart groups at a time (four memory streams), then the leftover groups one by one
+      const qr = ((hi - lo) >> 4) << 2;
+      for (let c = lo; c < lo + qr; c += 4) q8quad(yr, q, s, xqr, xsr, bias, c, qr, nb);
+      for (let c = lo + 4 * qr; c < hi; c += 4) {
+        q8group(yr, q, s, xqr, xsr, bias, c, min(4, hi - c), 0, 0, nb);
       }
     }
     return;
