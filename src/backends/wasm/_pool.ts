@@ -95,10 +95,12 @@ async function spawn(): Promise<{ worker: AnyWorker; ready: Promise<void>; send(
   const wt = await import("node:" + "worker_threads");
   const worker = new wt.Worker(WORKER_SOURCE, { eval: true });
   const ready = new Promise<void>((resolve, reject) => {
-    worker.once("message", () => resolve());
+    worker.once("message", () => {
+      worker.unref(); // an idle pool must not keep the process alive
+      resolve();
+    });
     worker.once("error", reject);
   });
-  worker.unref?.();
   return { worker, ready, send: (m) => worker.postMessage(m) };
 }
 
