@@ -277,8 +277,20 @@ export function linear_f32(
 // @ts-ignore: decorator
 
 function half4(h: v128): v128 {
-  return f32x4.mul(v128.and(i32x4.shl(h, 13), i32x4.splat(0x8fffe000)), f32x4.splat(5.192296858534828e33));
+  return f32x4.mul(v128.and(i32x4.shl(h, 13), v128.load(HALF)), v128.load(HALF, 16));
 }
+
+/** half4's constants, read from memory (a v128.const is rematerialized in every loop iteration). */
+const HALF = memory.data<u32>([
+  0x8fffe000,
+  0x8fffe000,
+  0x8fffe000,
+  0x8fffe000,
+  0x77800000,
+  0x77800000,
+  0x77800000,
+  0x77800000, // 2^112
+], 16);
 
 // @ts-ignore: decorator
 
@@ -327,9 +339,9 @@ function unpack16(dst: usize, w: usize, c0: i32, c1: i32, i: i32, bf: bool): voi
 }
 
 /** y[c .. c+4) for one x row from 16-bit weights; the same sums as dot4 on the unpacked rows. */
-function dot4x16(y: usize, w: usize, x: usize, bias: usize, c: i32, i: i32, bf: bool): void {
+function dot4x16(y: usize, w: usize, x: usize, bias: usize, c: i32, q: i32, i: i32, bf: bool): void {
   const i8 = i & ~7, i4 = i & ~3;
-  const rs = <usize> i << 1;
+  const rs = <usize> q * (<usize> i << 1); // bytes between the four rows
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
   for (let k = 0; k < i8; k += 8) {
     const xo = <usize> k << 2, wo = <usize> k << 1;
@@ -379,7 +391,7 @@ function dot4x16(y: usize, w: usize, x: usize, bias: usize, c: i32, i: i32, bf: 
       const h = load<u16>(wr + (<usize> k << 1));
       v += (bf ? bf161(h) : half1(h)) * load<f32>(x + (<usize> k << 2));
     }
-    store<f32>(y + (<usize> (c + j) << 2), addBias(v, bias, c + j));
+    store<f32>(y + (<usize> (c + j * q) << 2), addBias(v, bias, c + j * q));
   }
 }
 
@@ -418,8 +430,11 @@ function linear16(
   if (m < TILE_M) {
     for (let r = 0; r < m; r++) {
       const xr = x + <usize> r * xs, yr = y + <usize> r * ys;
-      let c = lo;
-      for (; c + 4 <= hi; c += 4) dot4x16(yr, w + <usize> c * rs, xr, bias, c, i, bf);
+      // four rows q apart at a time: four long memory streams
+      const q = (hi - lo) >> 2;
+      for (let j = 0; j < q; j++) dot4x16(yr, w + <usize> (lo + j) * rs, xr, bias, lo + j, q, i, bf);
+      let c = lo + 4 * q;
+      for (; c + 4 <= hi; c += 4) dot4x16(yr, w + <usize> c * rs, xr, bias, c, 1, i, bf);
       for (; c < hi; c++) dot1x16(yr, w + <usize> c * rs, xr, bias, c, i, bf);
     }
     return;
