@@ -9,6 +9,7 @@
 import type { Backend, BackendName, WeightDType } from "./backend.ts";
 import { JsBackend } from "./js/js.ts";
 import { BackendError } from "../errors.ts";
+import type { ModelConfig } from "../config.ts";
 
 /** What a caller may ask of a backend. */
 export interface BackendOptions {
@@ -25,7 +26,8 @@ export interface BackendOptions {
 /** One way to create a backend: `probe` says whether it can run here (and why not). */
 interface Candidate {
   name: BackendName;
-  create(opts: BackendOptions): Promise<Backend>;
+  /** `config`, when known, lets a backend refuse a model that cannot fit before allocating */
+  create(opts: BackendOptions, config?: ModelConfig): Promise<Backend>;
   /** undefined when it can run; else the reason it cannot */
   probe(opts: BackendOptions): Promise<string | undefined>;
 }
@@ -44,6 +46,12 @@ const CANDIDATES: Candidate[] = [
     },
   },
   {
+    name: "wasm",
+    // Imported on demand, so that js-only users do not load the kernels.
+    create: async (opts, config) => (await import("./wasm/wasm.ts")).createWasmBackend(opts, config),
+    probe: async () => (await import("./wasm/wasm.ts")).simdSupport(),
+  },
+  {
     name: "js",
     create: (opts) => {
       if (opts.dtype && opts.dtype !== "f32") {
@@ -58,7 +66,7 @@ const CANDIDATES: Candidate[] = [
 ];
 
 /** Creates the backend the options ask for. */
-export async function createBackend(opts: BackendOptions = {}): Promise<Backend> {
+export async function createBackend(opts: BackendOptions = {}, config?: ModelConfig): Promise<Backend> {
   const want = opts.backend ?? "auto";
   const log = opts.log ?? ((m: string) => console.error(m));
   if (want !== "auto") {
@@ -70,13 +78,13 @@ export async function createBackend(opts: BackendOptions = {}): Promise<Backend>
         }`,
       );
     }
-    return await c.create(opts);
+    return await c.create(opts, config);
   }
   for (const c of CANDIDATES) {
     const why = await c.probe(opts);
     if (why === undefined) {
       try {
-        return await c.create(opts);
+        return await c.create(opts, config);
       } catch (e) {
         log(`${c.name}: ${(e as Error).message}; trying the next backend`);
         continue;

@@ -105,7 +105,7 @@ export async function loadModel(input: ModelInput = DEFAULT_MODEL, opts: LoadOpt
   const config = parseConfig(configText, `${src.name}/config.json`);
   const tensors = await readCheckpoint(src);
   const tokenizer = opts.tokenizer ?? await defaultTokenizer(src, config);
-  const backend = await createBackend(opts);
+  const backend = await createBackend(opts, config);
   try {
     const network = new Network(backend, config, tensors, src.name);
     return new Model(network, tokenizer, src.name);
