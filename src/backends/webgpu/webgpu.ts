@@ -61,6 +61,8 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   matvec_f16: MATVEC_BINDINGS,
   rms_norm: ["rw", "rw", "read"],
   sample: ["rw", "read", "rw", "rw"],
+  scan_carry: ["rw", "rw", "read"],
+  scan_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
   selective_scan: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
   ssd_scan: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
 };
@@ -79,6 +81,9 @@ const MATVEC_MAX_X4 = 1280;
 const MATVEC_MIN_GROUPS = 512;
 /** Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them). */
 const MATVEC_MAX_MB = 1;
+
+/** Steps per chunk of the chunked (prefill) selective scan; it is used from 2 chunks on. */
+const SCAN_CHUNK = 16;
 
 /** An RMSNorm held back, to be fused into the matrix-vector dispatch that reads its output. */
 interface PendingNorm {
@@ -256,6 +261,7 @@ export class WebGpuBackend implements Backend {
   #dummyRead: GPUBuffer;
   #dummyRw: GPUBuffer;
   #scratch?: GPUBuffer;
+  #scanScratch?: GPUBuffer;
   #pendingNorm?: PendingNorm;
   #pendingLinear?: PendingLinear;
   #failure?: string;
@@ -550,6 +556,11 @@ export class WebGpuBackend implements Backend {
   }
 
   selectiveScan(a: ScanArgs): void {
+    if (gt(a.x).shape[1] >= 2 * SCAN_CHUNK) {
+      this.#emit();
+      this.#chunkedScan(a);
+      return;
+    }
     // dt_proj held back as a single matrix-vector product on dt: fused into the scan.
     const pl = this.#pendingLinear;
     let proj: PendingLinear["items"][0] | undefined;
@@ -580,6 +591,35 @@ export class WebGpuBackend implements Backend {
       "uuuuuuuu",
       this.#grid1(b * di, wg),
     );
+  }
+
+  /** The selective scan in chunks of SCAN_CHUNK steps: chunk states from zero, carry, rescan. */
+  #chunkedScan(a: ScanArgs): void {
+    const t = [a.y, a.x, a.dt, a.A, a.B, a.C, a.D, a.z].map(gt);
+    const h = gt(a.h);
+    const [b, l, di] = t[1].shape;
+    const n = t[3].shape[1];
+    const nc = Math.ceil(l / SCAN_CHUNK);
+    const need = 4 * b * nc * di * (n + 1); // (b, nc, di, n) states, (b, nc, di) delta sums
+    if (!this.#scanScratch || this.#scanScratch.size < need) {
+      if (this.#scanScratch) this.free(new GpuTensor([0], "f32", this.#scanScratch, 0));
+      this.#scanScratch = this.#buffer(Math.ceil(need / 16) * 16);
+    }
+    const hc = this.#scanScratch;
+    const wg = scanGroup(2 * n, 64);
+    const buffers = [...t.map((x) => x.buffer), hc];
+    const over = { WG: wg, N: n, T: SCAN_CHUNK };
+    const grid = this.#grid1(b * nc * di, wg);
+    this.#run("scan_chunks", over, buffers, [b, l, di, n, nc, 0, 0, 0], "uuuuuuuu", grid);
+    this.#run(
+      "scan_carry",
+      {},
+      [hc, h.buffer, t[3].buffer],
+      [b, nc, di, n],
+      "uuuu",
+      this.#grid1(b * di * n, 256),
+    );
+    this.#run("scan_chunks", over, buffers, [b, l, di, n, nc, 1, 0, 0], "uuuuuuuu", grid);
   }
 
   ssdScan(a: SsdArgs): void {

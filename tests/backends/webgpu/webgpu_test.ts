@@ -179,7 +179,7 @@ Deno.test({
         for (let j = 0; j < 3; j++) close(a[j], g[j], 1e-5, `conv1dSilu output ${j}`);
       });
 
-      for (const l of [1, 9]) {
+      for (const l of [1, 9, 45]) {
         await t.step(`selectiveScan() matches js for l ${l}`, async () => {
           const [b, di, n] = [2, 37, 5];
           const [a, g] = await both(
