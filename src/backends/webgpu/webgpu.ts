@@ -75,13 +75,19 @@ const SLOTS = 4096;
 const MAX_GROUPS = 65535;
 /** linear uses the matrix-vector kernel (weights re-read from cache per row of x) up to this many rows of x, the tiled kernel beyond. */
 const MATVEC_MAX_M = 32;
+/** linear uses the matrix-vector kernel for matrices of at most this many rows whatever the rows of x (the tiled kernel would have too few tiles). */
+const MATVEC_MAX_ROWS = 256;
 /** The matrix-vector kernel stages rows of x in workgroup memory: at most this many vec4. */
 const MATVEC_MAX_X4 = 1280;
 /** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
 const MATVEC_MIN_GROUPS = 512;
 /** Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them). */
-const MATVEC_MAX_MB = 1;
+const MATVEC_MAX_MB = 8;
+/** The same on a fallback (software) adapter, where the 8-row pipelines take a minute to compile. */
+const MATVEC_MAX_MB_FALLBACK = 2;
 
+/** conv1dSilu runs one thread per output (and a second dispatch for the state) from this l on. */
+const CONV_PARALLEL_L = 8;
 /** Steps per chunk of the chunked (prefill) selective scan; it is used from 2 chunks on. */
 const SCAN_CHUNK = 16;
 
@@ -452,7 +458,7 @@ export class WebGpuBackend implements Backend {
     const [rows, cols] = ws.shape;
     const m = numel(xs.shape) / cols;
     const { stride, packed } = ws.matrix;
-    if (m <= MATVEC_MAX_M && stride / 4 <= MATVEC_MAX_X4) {
+    if ((m <= MATVEC_MAX_M || rows <= MATVEC_MAX_ROWS) && stride / 4 <= MATVEC_MAX_X4) {
       const pl = this.#pendingLinear;
       if (
         pl && !pl.resid && pl.items.length < 4 && pl.input === xs && pl.m === m && pl.cols === cols &&
@@ -502,15 +508,24 @@ export class WebGpuBackend implements Backend {
 
   #matvec(pl: PendingLinear): void {
     const x4 = pl.stride / 4;
-    // Output rows per workgroup: 8 where that still leaves many workgroups, fewer for small
+    // Rows of x per workgroup: a power of two (few pipelines to compile) that workgroup memory holds
+    // (x rows and partial sums), at most MATVEC_MAX_MB, blocks about evenly filled.
+    const limit = this.#device.limits.maxComputeWorkgroupStorageSize;
+    const xmaxOf = (mb: number) => Math.ceil((mb * x4) / 128) * 128;
+    let most = this.adapter.isFallbackAdapter ? MATVEC_MAX_MB_FALLBACK : MATVEC_MAX_MB;
+    while (most > 1 && (most / 2 >= pl.m || xmaxOf(most) * 16 + 256 * most * 4 > limit)) most /= 2;
+    const nmb = Math.ceil(pl.m / most);
+    let mb = 1;
+    while (mb < Math.ceil(pl.m / nmb)) mb *= 2;
+    // Output rows per workgroup: 8 (32 with several rows of x, so that staging x in workgroup memory
+    // is shared by more weight rows) where that still leaves many workgroups, fewer for small
     // matrices (so that they spread over the GPU), and fewer threads per row for short rows.
-    const allRows = pl.items.reduce((a, it) => a + it.rows, 0) * pl.m;
-    let perGroup = 8;
+    const allRows = pl.items.reduce((a, it) => a + it.rows, 0) * nmb;
+    let perGroup = mb > 1 ? 32 : 8;
     while (perGroup > 1 && allRows / perGroup < MATVEC_MIN_GROUPS) perGroup /= 2;
     while (perGroup < 32 && 256 / perGroup > 2 * x4) perGroup *= 2;
     const tpr = 256 / perGroup;
-    const mb = Math.max(1, Math.min(MATVEC_MAX_MB, Math.floor(MATVEC_MAX_X4 / x4), pl.m));
-    const xmax = Math.ceil((mb * x4) / 128) * 128;
+    const xmax = xmaxOf(mb);
     const n = pl.items.length;
     const starts = [0, 0, 0, 0], os = [0, 0, 0, 0], hasBias = [0, 0, 0, 0];
     const buffers: GPUBuffer[] = [pl.norm ? pl.norm.x.buffer : pl.input.buffer];
@@ -528,15 +543,16 @@ export class WebGpuBackend implements Backend {
       hasBias[j] = pl.items[j].bias ? 1 : 0;
       total += Math.ceil(os[j] / perGroup);
     }
-    const flags = [pl.m, pl.cols, x4, n, pl.norm ? 1 : 0, pl.resid ? 1 : 0, pl.norm?.eps ?? 0, 0];
+    const last = n === 4 ? total - starts[3] : 0;
+    const flags = [pl.m, pl.cols, x4, n, pl.norm ? 1 : 0, pl.resid ? 1 : 0, pl.norm?.eps ?? 0, nmb, last];
     const kernel = pl.packed === "f16" ? "matvec_f16" : "matvec";
     this.#run(
       kernel,
       { WG: 256, TPR: tpr, MB: mb, XMAX: xmax },
       buffers,
       [...os, ...starts, ...hasBias, ...flags],
-      "uuuuuuuuuuuuuuuuuufu",
-      [total, Math.ceil(pl.m / mb), 1],
+      "uuuuuuuuuuuuuuuuuufuu",
+      this.#grid2(total * nmb),
     );
   }
 
@@ -545,14 +561,15 @@ export class WebGpuBackend implements Backend {
     const o = gt(out), xs = gt(x), ws = gt(w), bs = bias ? gt(bias) : undefined, st = gt(state);
     const [b, l, c] = xs.shape;
     const k = ws.shape[1];
-    this.#run(
-      "conv1d_silu",
-      { WG: 64 },
-      [o.buffer, xs.buffer, ws.buffer, bs?.buffer ?? this.#dummyRead, st.buffer],
-      [b, l, c, k, bs ? 1 : 0, 0, 0, 0],
-      "uuuuuuuu",
-      this.#grid1(b * c, 64),
-    );
+    const buffers = [o.buffer, xs.buffer, ws.buffer, bs?.buffer ?? this.#dummyRead, st.buffer];
+    const params = [b, l, c, k, bs ? 1 : 0, 0, 0, 0];
+    if (l >= CONV_PARALLEL_L) {
+      // One thread per output, then the state update in a second dispatch (it overwrites inputs).
+      params[5] = 1;
+      this.#run("conv1d_silu", { WG: 64 }, buffers, params, "uuuuuuuu", this.#grid1(b * l * c, 64));
+      params[5] = 2;
+    }
+    this.#run("conv1d_silu", { WG: 64 }, buffers, params, "uuuuuuuu", this.#grid1(b * c, 64));
   }
 
   selectiveScan(a: ScanArgs): void {
@@ -585,7 +602,7 @@ export class WebGpuBackend implements Backend {
     const f16 = proj?.w.matrix?.packed === "f16" ? 1 : 0;
     this.#run(
       "selective_scan",
-      { WG: wg, N: n },
+      { WG: wg, N: n, R: r },
       buffers,
       [b, l, di, n, proj ? 1 : 0, r, stride, f16],
       "uuuuuuuu",
