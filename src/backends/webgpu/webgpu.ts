@@ -81,10 +81,13 @@ const MATVEC_MAX_ROWS = 256;
 const MATVEC_MAX_X4 = 1280;
 /** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
 const MATVEC_MIN_GROUPS = 512;
-/** Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them). */
-const MATVEC_MAX_MB = 8;
-/** The same on a fallback (software) adapter, where the 8-row pipelines take a minute to compile. */
-const MATVEC_MAX_MB_FALLBACK = 2;
+/**
+ * Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them).
+ * The kernel takes 1, 2, 4 or 8, but on an H100 8 was slower at batch 32 (4,244 vs 4,977 tok/s, f32)
+ * than 1 with the workgroups that share weight rows adjacent (the re-reads then hit the L2 cache);
+ * on llvmpipe the 8-row pipelines also take a minute to compile.
+ */
+const MATVEC_MAX_MB = 1;
 
 /** conv1dSilu runs one thread per output (and a second dispatch for the state) from this l on. */
 const CONV_PARALLEL_L = 8;
@@ -512,7 +515,7 @@ export class WebGpuBackend implements Backend {
     // (x rows and partial sums), at most MATVEC_MAX_MB, blocks about evenly filled.
     const limit = this.#device.limits.maxComputeWorkgroupStorageSize;
     const xmaxOf = (mb: number) => Math.ceil((mb * x4) / 128) * 128;
-    let most = this.adapter.isFallbackAdapter ? MATVEC_MAX_MB_FALLBACK : MATVEC_MAX_MB;
+    let most = MATVEC_MAX_MB;
     while (most > 1 && (most / 2 >= pl.m || xmaxOf(most) * 16 + 256 * most * 4 > limit)) most /= 2;
     const nmb = Math.ceil(pl.m / most);
     let mb = 1;
