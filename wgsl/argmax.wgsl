@@ -49,16 +49,25 @@ fn argmax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
   let row = i_b * p.v;
   var bv = 0.0;
   var bi = NONE;
-  for (var i_v = lid.x; i_v < p.v; i_v += WG) {
-    var xv = logits[row + i_v];
-    if (p.has_seen == 1u && seen[row + i_v] != 0.0) {
-      xv = select(xv * p.rp, xv / p.rp, xv > 0.0);
+  // Four elements per round, loaded together (so their loads are in flight at once), then taken in
+  // increasing id order.
+  let last = p.v - 1u;
+  for (var i0 = lid.x; i0 < p.v; i0 += 4u * WG) {
+    let ids = vec4<u32>(i0, i0 + WG, i0 + 2u * WG, i0 + 3u * WG);
+    let at = min(ids, vec4<u32>(last)) + vec4<u32>(row);
+    var xs = vec4<f32>(logits[at.x], logits[at.y], logits[at.z], logits[at.w]);
+    if (p.has_seen == 1u) {
+      let sn = vec4<f32>(seen[at.x], seen[at.y], seen[at.z], seen[at.w]);
+      xs = select(xs, select(xs * p.rp, xs / p.rp, xs > vec4<f32>(0.0)), sn != vec4<f32>(0.0));
     }
-    // NaN fails both comparisons; -inf never beats the js reference's start of -inf.
-    if (xv > -3.4028235e38 || xv == -3.4028235e38) {
-      if (bi == NONE || xv > bv) {
-        bv = xv;
-        bi = i_v;
+    for (var u = 0u; u < 4u; u++) {
+      let xv = xs[u];
+      // NaN fails both comparisons; -inf never beats the js reference's start of -inf.
+      if (ids[u] < p.v && (xv > -3.4028235e38 || xv == -3.4028235e38)) {
+        if (bi == NONE || xv > bv) {
+          bv = xv;
+          bi = ids[u];
+        }
       }
     }
   }

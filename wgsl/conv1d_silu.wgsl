@@ -11,7 +11,10 @@
 // | 4       | bias  | read       | f32    | (c), read when has_bias = 1  |
 // | 5       | state | read_write | f32    | (b, c, k - 1)                |
 //
-// One thread per (i_b, i_c), sequential over t. Dispatch: ceil(b*c / WG) workgroups over x and y.
+// mode 0: one thread per (i_b, i_c), sequential over t, then the state update. Dispatch:
+//   ceil(b*c / WG) workgroups over x and y.
+// mode 1 (long l): one thread per (i_b, t, i_c), out only; dispatch ceil(b*l*c / WG) workgroups.
+// mode 2: one thread per (i_b, i_c), the state update only (after mode 1, in a later dispatch).
 
 struct Params {
   b: u32,
@@ -19,7 +22,7 @@ struct Params {
   c: u32,
   k: u32,
   has_bias: u32,
-  _pad0: u32,
+  mode: u32,
   _pad1: u32,
   _pad2: u32,
 }
@@ -37,9 +40,35 @@ fn silu(v: f32) -> f32 {
   return v / (1.0 + exp(-v));
 }
 
+fn xs_at(s0: u32, i_b: u32, i_c: u32, pos: u32) -> f32 {
+  let km1 = p.k - 1u;
+  if (pos < km1) {
+    return state[s0 + pos];
+  }
+  return x[(i_b * p.l + pos - km1) * p.c + i_c];
+}
+
 @compute @workgroup_size(WG)
 fn conv1d_silu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let idx = gid.x + gid.y * nwg.x * WG;
+  if (p.mode == 1u) {
+    if (idx >= p.b * p.l * p.c) {
+      return;
+    }
+    let i_c1 = idx % p.c;
+    let row = idx / p.c;
+    let i_b1 = row / p.l;
+    let t1 = row % p.l;
+    var acc1 = 0.0;
+    if (p.has_bias == 1u) {
+      acc1 = bias[i_c1];
+    }
+    for (var j = 0u; j < p.k; j++) {
+      acc1 += w[i_c1 * p.k + j] * xs_at((i_b1 * p.c + i_c1) * (p.k - 1u), i_b1, i_c1, t1 + j);
+    }
+    out[idx] = silu(acc1);
+    return;
+  }
   if (idx >= p.b * p.c) {
     return;
   }
@@ -51,7 +80,7 @@ fn conv1d_silu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
   if (p.has_bias == 1u) {
     b0 = bias[i_c];
   }
-  for (var t = 0u; t < p.l; t++) {
+  for (var t = 0u; t < select(p.l, 0u, p.mode == 2u); t++) {
     var acc = b0;
     for (var j = 0u; j < p.k; j++) {
       let pos = t + j;

@@ -20,8 +20,10 @@
 // | 15      | xn      | read_write | f32       | (m, i), written when has_norm = 1             |
 // | 16      | resid   | read_write | f32       | (m, o_0), updated when has_resid = 1          |
 //
-// Dispatch: (start[count], ceil(m / MB)) workgroups; matrix j owns workgroups [start[j], start[j+1])
-// of x, start[j+1] - start[j] = ceil(o_j / (WG / TPR)). Needs MB * i4 <= XMAX, MB <= 8.
+// Dispatch: at least (start[3] + last) * nmb workgroups over x and y, nmb = ceil(m / MB); linear
+// workgroup index g * nmb + (block of rows of x); matrix j owns the g in [start[j], start[j+1]),
+// start[j+1] - start[j] = ceil(o_j / (WG / TPR)); last = that count for matrix 3 (0 when unused).
+// Needs MB * i4 <= XMAX, MB in {1, 2, 4, 8}.
 
 struct Params {
   o: vec4<u32>,
@@ -34,7 +36,8 @@ struct Params {
   has_norm: u32,
   has_resid: u32,
   eps: f32,
-  _pad: u32,
+  nmb: u32,
+  last: u32,
 }
 
 override WG: u32 = 256;
@@ -132,8 +135,19 @@ fn store(j: u32, idx: u32, v: f32) {
 }
 
 @compute @workgroup_size(WG)
-fn matvec(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let m0 = wid.y * MB;
+fn matvec(
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+  // Workgroups that share output rows (one per block of MB rows of x) are neighbours, so a weight
+  // row read from memory by one is found in cache by the others.
+  let wlin = wid.x + wid.y * nwg.x;
+  let g = wlin / p.nmb;
+  if (g >= p.start[3] + p.last) {
+    return;
+  }
+  let m0 = (wlin % p.nmb) * MB;
   let i4 = p.i4;
   for (var e = lid.x; e < MB * i4; e += WG) {
     let r = e / i4;
@@ -170,7 +184,7 @@ fn matvec(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
       let nw = vec4<f32>(nw_at(i_i), nw_at(i_i + 1u), nw_at(i_i + 2u), nw_at(i_i + 3u));
       let v = (xs[e] * scale) * nw;
       xs[e] = v;
-      if (wid.x == 0u && m0 + r < p.m) {
+      if (g == 0u && m0 + r < p.m) {
         for (var c = 0u; c < 4u; c++) {
           if (i_i + c < p.i) {
             xn[(m0 + r) * p.i + i_i + c] = v[c];
@@ -182,25 +196,47 @@ fn matvec(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
   }
   var j = 0u;
   for (var k = 1u; k < p.count; k++) {
-    if (wid.x >= p.start[k]) {
+    if (g >= p.start[k]) {
       j = k;
     }
   }
   let lane = lid.x % TPR;
-  let i_o = (wid.x - p.start[j]) * (WG / TPR) + lid.x / TPR;
+  let i_o = (g - p.start[j]) * (WG / TPR) + lid.x / TPR;
   let o = p.o[j];
-  var acc: array<f32, 8>;
+  // Per-row sums in two vec4 (rows 0..3, 4..7), unrolled by MB (no indexed local array).
+  var a0 = vec4<f32>(0.0);
+  var a1 = vec4<f32>(0.0);
   if (i_o < o) {
     let base = i_o * i4;
     for (var j4 = lane; j4 < i4; j4 += TPR) {
       let w4 = w_at(j, base + j4);
-      for (var r = 0u; r < MB; r++) {
-        acc[r] += dot(w4, xs[r * i4 + j4]);
+      a0.x += dot(w4, xs[0u * i4 + j4]);
+      if (MB > 1u) {
+        a0.y += dot(w4, xs[1u * i4 + j4]);
+      }
+      if (MB > 2u) {
+        a0.z += dot(w4, xs[2u * i4 + j4]);
+        a0.w += dot(w4, xs[3u * i4 + j4]);
+      }
+      if (MB > 4u) {
+        a1 += vec4<f32>(dot(w4, xs[4u * i4 + j4]), dot(w4, xs[5u * i4 + j4]), dot(w4, xs[6u * i4 + j4]), dot(w4, xs[7u * i4 + j4]));
       }
     }
   }
-  for (var r = 0u; r < MB; r++) {
-    partial[r * WG + lid.x] = acc[r];
+  let s0 = lid.x;
+  partial[s0] = a0.x;
+  if (MB > 1u) {
+    partial[WG + s0] = a0.y;
+  }
+  if (MB > 2u) {
+    partial[2u * WG + s0] = a0.z;
+    partial[3u * WG + s0] = a0.w;
+  }
+  if (MB > 4u) {
+    partial[4u * WG + s0] = a1.x;
+    partial[5u * WG + s0] = a1.y;
+    partial[6u * WG + s0] = a1.z;
+    partial[7u * WG + s0] = a1.w;
   }
   workgroupBarrier();
   for (var s = TPR / 2u; s > 0u; s >>= 1u) {

@@ -24,7 +24,7 @@
 // One thread per (i_b, i_di), sequential over t; its n states and its row of A live in workgroup
 // memory (hs[i_n * WG + lane]); loops over n run to the override N (= n), so the compiler can unroll
 // them; the next step's dt, x and z are loaded before this step's scan. Dispatch: ceil(b*di / WG)
-// workgroups over x and y. Needs n = N.
+// workgroups over x and y. Needs n = N, and r = R when has_dtproj = 1.
 
 struct Params {
   b: u32,
@@ -39,6 +39,8 @@ struct Params {
 
 override WG: u32 = 64;
 override N: u32 = 16;
+// = r when has_dtproj = 1 (a constant trip count: the loads of the dt_proj loop can all be in flight)
+override R: u32 = 0;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
@@ -122,7 +124,7 @@ fn selective_scan(
     }
     if (p.has_dtproj == 1u) {
       dt_raw = dt_bias[i_di];
-      for (var i_r = 0u; i_r < p.r; i_r++) {
+      for (var i_r = 0u; i_r < R; i_r++) {
         dt_raw += dt_w_at(i_di * p.dt_stride + i_r) * dt_low[row * p.r + i_r];
       }
       dt[e] = dt_raw;

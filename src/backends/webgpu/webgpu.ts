@@ -61,6 +61,8 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   matvec_f16: MATVEC_BINDINGS,
   rms_norm: ["rw", "rw", "read"],
   sample: ["rw", "read", "rw", "rw"],
+  scan_carry: ["rw", "rw", "read"],
+  scan_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
   selective_scan: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
   ssd_scan: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
 };
@@ -73,12 +75,24 @@ const SLOTS = 4096;
 const MAX_GROUPS = 65535;
 /** linear uses the matrix-vector kernel (weights re-read from cache per row of x) up to this many rows of x, the tiled kernel beyond. */
 const MATVEC_MAX_M = 32;
+/** linear uses the matrix-vector kernel for matrices of at most this many rows whatever the rows of x (the tiled kernel would have too few tiles). */
+const MATVEC_MAX_ROWS = 256;
 /** The matrix-vector kernel stages rows of x in workgroup memory: at most this many vec4. */
 const MATVEC_MAX_X4 = 1280;
 /** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
 const MATVEC_MIN_GROUPS = 512;
-/** Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them). */
+/**
+ * Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them).
+ * The kernel takes 1, 2, 4 or 8, but on an H100 8 was slower at batch 32 (4,244 vs 4,977 tok/s, f32)
+ * than 1 with the workgroups that share weight rows adjacent (the re-reads then hit the L2 cache);
+ * on llvmpipe the 8-row pipelines also take a minute to compile.
+ */
 const MATVEC_MAX_MB = 1;
+
+/** conv1dSilu runs one thread per output (and a second dispatch for the state) from this l on. */
+const CONV_PARALLEL_L = 8;
+/** Steps per chunk of the chunked (prefill) selective scan; it is used from 2 chunks on. */
+const SCAN_CHUNK = 16;
 
 /** An RMSNorm held back, to be fused into the matrix-vector dispatch that reads its output. */
 interface PendingNorm {
@@ -256,6 +270,7 @@ export class WebGpuBackend implements Backend {
   #dummyRead: GPUBuffer;
   #dummyRw: GPUBuffer;
   #scratch?: GPUBuffer;
+  #scanScratch?: GPUBuffer;
   #pendingNorm?: PendingNorm;
   #pendingLinear?: PendingLinear;
   #failure?: string;
@@ -446,7 +461,7 @@ export class WebGpuBackend implements Backend {
     const [rows, cols] = ws.shape;
     const m = numel(xs.shape) / cols;
     const { stride, packed } = ws.matrix;
-    if (m <= MATVEC_MAX_M && stride / 4 <= MATVEC_MAX_X4) {
+    if ((m <= MATVEC_MAX_M || rows <= MATVEC_MAX_ROWS) && stride / 4 <= MATVEC_MAX_X4) {
       const pl = this.#pendingLinear;
       if (
         pl && !pl.resid && pl.items.length < 4 && pl.input === xs && pl.m === m && pl.cols === cols &&
@@ -496,15 +511,24 @@ export class WebGpuBackend implements Backend {
 
   #matvec(pl: PendingLinear): void {
     const x4 = pl.stride / 4;
-    // Output rows per workgroup: 8 where that still leaves many workgroups, fewer for small
+    // Rows of x per workgroup: a power of two (few pipelines to compile) that workgroup memory holds
+    // (x rows and partial sums), at most MATVEC_MAX_MB, blocks about evenly filled.
+    const limit = this.#device.limits.maxComputeWorkgroupStorageSize;
+    const xmaxOf = (mb: number) => Math.ceil((mb * x4) / 128) * 128;
+    let most = MATVEC_MAX_MB;
+    while (most > 1 && (most / 2 >= pl.m || xmaxOf(most) * 16 + 256 * most * 4 > limit)) most /= 2;
+    const nmb = Math.ceil(pl.m / most);
+    let mb = 1;
+    while (mb < Math.ceil(pl.m / nmb)) mb *= 2;
+    // Output rows per workgroup: 8 (32 with several rows of x, so that staging x in workgroup memory
+    // is shared by more weight rows) where that still leaves many workgroups, fewer for small
     // matrices (so that they spread over the GPU), and fewer threads per row for short rows.
-    const allRows = pl.items.reduce((a, it) => a + it.rows, 0) * pl.m;
-    let perGroup = 8;
+    const allRows = pl.items.reduce((a, it) => a + it.rows, 0) * nmb;
+    let perGroup = mb > 1 ? 32 : 8;
     while (perGroup > 1 && allRows / perGroup < MATVEC_MIN_GROUPS) perGroup /= 2;
     while (perGroup < 32 && 256 / perGroup > 2 * x4) perGroup *= 2;
     const tpr = 256 / perGroup;
-    const mb = Math.max(1, Math.min(MATVEC_MAX_MB, Math.floor(MATVEC_MAX_X4 / x4), pl.m));
-    const xmax = Math.ceil((mb * x4) / 128) * 128;
+    const xmax = xmaxOf(mb);
     const n = pl.items.length;
     const starts = [0, 0, 0, 0], os = [0, 0, 0, 0], hasBias = [0, 0, 0, 0];
     const buffers: GPUBuffer[] = [pl.norm ? pl.norm.x.buffer : pl.input.buffer];
@@ -522,15 +546,16 @@ export class WebGpuBackend implements Backend {
       hasBias[j] = pl.items[j].bias ? 1 : 0;
       total += Math.ceil(os[j] / perGroup);
     }
-    const flags = [pl.m, pl.cols, x4, n, pl.norm ? 1 : 0, pl.resid ? 1 : 0, pl.norm?.eps ?? 0, 0];
+    const last = n === 4 ? total - starts[3] : 0;
+    const flags = [pl.m, pl.cols, x4, n, pl.norm ? 1 : 0, pl.resid ? 1 : 0, pl.norm?.eps ?? 0, nmb, last];
     const kernel = pl.packed === "f16" ? "matvec_f16" : "matvec";
     this.#run(
       kernel,
       { WG: 256, TPR: tpr, MB: mb, XMAX: xmax },
       buffers,
       [...os, ...starts, ...hasBias, ...flags],
-      "uuuuuuuuuuuuuuuuuufu",
-      [total, Math.ceil(pl.m / mb), 1],
+      "uuuuuuuuuuuuuuuuuufuu",
+      this.#grid2(total * nmb),
     );
   }
 
@@ -539,17 +564,23 @@ export class WebGpuBackend implements Backend {
     const o = gt(out), xs = gt(x), ws = gt(w), bs = bias ? gt(bias) : undefined, st = gt(state);
     const [b, l, c] = xs.shape;
     const k = ws.shape[1];
-    this.#run(
-      "conv1d_silu",
-      { WG: 64 },
-      [o.buffer, xs.buffer, ws.buffer, bs?.buffer ?? this.#dummyRead, st.buffer],
-      [b, l, c, k, bs ? 1 : 0, 0, 0, 0],
-      "uuuuuuuu",
-      this.#grid1(b * c, 64),
-    );
+    const buffers = [o.buffer, xs.buffer, ws.buffer, bs?.buffer ?? this.#dummyRead, st.buffer];
+    const params = [b, l, c, k, bs ? 1 : 0, 0, 0, 0];
+    if (l >= CONV_PARALLEL_L) {
+      // One thread per output, then the state update in a second dispatch (it overwrites inputs).
+      params[5] = 1;
+      this.#run("conv1d_silu", { WG: 64 }, buffers, params, "uuuuuuuu", this.#grid1(b * l * c, 64));
+      params[5] = 2;
+    }
+    this.#run("conv1d_silu", { WG: 64 }, buffers, params, "uuuuuuuu", this.#grid1(b * c, 64));
   }
 
   selectiveScan(a: ScanArgs): void {
+    if (gt(a.x).shape[1] >= 2 * SCAN_CHUNK) {
+      this.#emit();
+      this.#chunkedScan(a);
+      return;
+    }
     // dt_proj held back as a single matrix-vector product on dt: fused into the scan.
     const pl = this.#pendingLinear;
     let proj: PendingLinear["items"][0] | undefined;
@@ -574,12 +605,41 @@ export class WebGpuBackend implements Backend {
     const f16 = proj?.w.matrix?.packed === "f16" ? 1 : 0;
     this.#run(
       "selective_scan",
-      { WG: wg, N: n },
+      { WG: wg, N: n, R: r },
       buffers,
       [b, l, di, n, proj ? 1 : 0, r, stride, f16],
       "uuuuuuuu",
       this.#grid1(b * di, wg),
     );
+  }
+
+  /** The selective scan in chunks of SCAN_CHUNK steps: chunk states from zero, carry, rescan. */
+  #chunkedScan(a: ScanArgs): void {
+    const t = [a.y, a.x, a.dt, a.A, a.B, a.C, a.D, a.z].map(gt);
+    const h = gt(a.h);
+    const [b, l, di] = t[1].shape;
+    const n = t[3].shape[1];
+    const nc = Math.ceil(l / SCAN_CHUNK);
+    const need = 4 * b * nc * di * (n + 1); // (b, nc, di, n) states, (b, nc, di) delta sums
+    if (!this.#scanScratch || this.#scanScratch.size < need) {
+      if (this.#scanScratch) this.free(new GpuTensor([0], "f32", this.#scanScratch, 0));
+      this.#scanScratch = this.#buffer(Math.ceil(need / 16) * 16);
+    }
+    const hc = this.#scanScratch;
+    const wg = scanGroup(2 * n, 64);
+    const buffers = [...t.map((x) => x.buffer), hc];
+    const over = { WG: wg, N: n, T: SCAN_CHUNK };
+    const grid = this.#grid1(b * nc * di, wg);
+    this.#run("scan_chunks", over, buffers, [b, l, di, n, nc, 0, 0, 0], "uuuuuuuu", grid);
+    this.#run(
+      "scan_carry",
+      {},
+      [hc, h.buffer, t[3].buffer],
+      [b, nc, di, n],
+      "uuuu",
+      this.#grid1(b * di * n, 256),
+    );
+    this.#run("scan_chunks", over, buffers, [b, l, di, n, nc, 1, 0, 0], "uuuuuuuu", grid);
   }
 
   ssdScan(a: SsdArgs): void {

@@ -108,12 +108,18 @@ Deno.test({
         close(a[0], b[0], 0, "add");
       });
 
-      const shapes: [number, number, number, boolean][] = [[1, 37, 45, true], [3, 70, 129, false], [
-        7,
-        67,
-        33,
-        true,
-      ], [70, 130, 75, true]];
+      const shapes: [number, number, number, boolean][] = [
+        [1, 37, 45, true],
+        [3, 70, 129, false],
+        [
+          7,
+          67,
+          33,
+          true,
+        ],
+        [19, 41, 77, true],
+        [70, 130, 75, true],
+      ];
       for (const [m, o, i, bias] of shapes) {
         await t.step(
           `linear() matches js for m ${m}, o ${o}, i ${i}${bias ? ", with bias" : ""}`,
@@ -162,24 +168,27 @@ Deno.test({
         });
       }
 
-      await t.step("conv1dSilu() matches js and carries its state over calls", async () => {
-        const [b, l, c, k] = [2, 7, 19, 4];
+      await t.step("conv1dSilu() matches js and carries its state over calls (l 7, 11, 1)", async () => {
+        const [b, l, l2, c, k] = [2, 7, 11, 19, 4];
         const [a, g] = await both(gpu, (be) => ({
           out: be.zeros([b, l, c]),
+          outLong: be.zeros([b, l2, c]),
           out2: be.zeros([b, 1, c]),
           x: be.upload(rand(b * l * c, 9), [b, l, c]),
+          xLong: be.upload(rand(b * l2 * c, 70), [b, l2, c]),
           x2: be.upload(rand(b * c, 10), [b, 1, c]),
           w: be.upload(rand(c * k, 11), [c, k]),
           bias: be.upload(rand(c, 12), [c]),
           state: be.upload(rand(b * c * (k - 1), 13), [b, c, k - 1]),
         }), (be, x) => {
           be.conv1dSilu(x.out, x.x, x.w, x.bias, x.state);
+          be.conv1dSilu(x.outLong, x.xLong, x.w, x.bias, x.state);
           be.conv1dSilu(x.out2, x.x2, x.w, undefined, x.state);
-        }, ["out", "out2", "state"]);
-        for (let j = 0; j < 3; j++) close(a[j], g[j], 1e-5, `conv1dSilu output ${j}`);
+        }, ["out", "outLong", "out2", "state"]);
+        for (let j = 0; j < 4; j++) close(a[j], g[j], 1e-5, `conv1dSilu output ${j}`);
       });
 
-      for (const l of [1, 9]) {
+      for (const l of [1, 9, 45]) {
         await t.step(`selectiveScan() matches js for l ${l}`, async () => {
           const [b, di, n] = [2, 37, 5];
           const [a, g] = await both(
