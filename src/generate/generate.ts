@@ -111,28 +111,16 @@ export async function* decode(
       yield* pipelined(net, tokens, logits, normed, state, params, seen, b, maxNew, stops, opts.signal);
       return;
     }
-    const done = new Array<boolean>(b).fill(false);
-    let produced = 0;
+    const tally = new Tally(b, maxNew, stops);
     let fromRow = 0; // first row of `tokens` not yet read
     let rows = 1; // rows sampled in this cycle
     while (true) {
-      const got = await be.readIds(tokens);
-      const chunk: DecodeChunk = { ids: prompts.map(() => []), done };
-      for (let r = fromRow; r < rows && produced < maxNew; r++, produced++) {
-        for (let i = 0; i < b; i++) {
-          if (done[i]) continue;
-          const id = got[r * b + i];
-          chunk.ids[i].push(id);
-          if (stops.has(id)) done[i] = true;
-        }
-      }
-      if (produced >= maxNew) done.fill(true);
-      const stopNow = yield chunk;
-      if (stopNow || done.every(Boolean)) return;
+      const stopNow = yield tally.take(await be.readIds(tokens), fromRow, rows);
+      if (stopNow || tally.finished) return;
       opts.signal?.throwIfAborted();
       // Next cycle: step on the newest sampled row, sampling into rows 1..steps.
       if (rows > 1 || fromRow > 0) be.copy(tokens, tokens, 0, (rows - 1) * b, b);
-      const steps = Math.min(k, maxNew - produced);
+      const steps = Math.min(k, maxNew - tally.produced);
       issueSteps(net, tokens, logits, normed, state, params, seen, b, steps);
       fromRow = 1;
       rows = steps + 1;
@@ -197,8 +185,7 @@ async function* pipelined(
   read(0, 1);
   let issued = 1; // ids sampled so far, per sequence
   let lastRow = 0; // row of `tokens` holding the newest sampled ids
-  const done = new Array<boolean>(b).fill(false);
-  let produced = 0;
+  const tally = new Tally(b, maxNew, stops);
   while (true) {
     while (reads.length < READS_IN_FLIGHT && issued < maxNew) {
       if (lastRow > 0) be.copy(tokens, tokens, 0, lastRow * b, b);
@@ -209,20 +196,38 @@ async function* pipelined(
       lastRow = steps;
     }
     const cycle = reads.shift()!;
-    const got = await cycle.ids;
-    const chunk: DecodeChunk = { ids: Array.from({ length: b }, () => []), done };
-    for (let r = cycle.fromRow; r < cycle.rows && produced < maxNew; r++, produced++) {
-      for (let i = 0; i < b; i++) {
-        if (done[i]) continue;
-        const id = got[r * b + i];
+    const stopNow = yield tally.take(await cycle.ids, cycle.fromRow, cycle.rows);
+    if (stopNow || tally.finished) return;
+    signal?.throwIfAborted();
+  }
+}
+
+/** Turns rows of read-back ids into per-sequence new ids, ending sequences at a stop id or maxNew. */
+class Tally {
+  produced = 0;
+  readonly done: boolean[];
+
+  constructor(private b: number, private maxNew: number, private stops: Set<number>) {
+    this.done = new Array<boolean>(b).fill(false);
+  }
+
+  get finished(): boolean {
+    return this.done.every(Boolean);
+  }
+
+  /** The ids of rows [fromRow, rows) of `got` (rows, b). */
+  take(got: Int32Array, fromRow: number, rows: number): DecodeChunk {
+    const chunk: DecodeChunk = { ids: Array.from({ length: this.b }, () => []), done: this.done };
+    for (let r = fromRow; r < rows && this.produced < this.maxNew; r++, this.produced++) {
+      for (let i = 0; i < this.b; i++) {
+        if (this.done[i]) continue;
+        const id = got[r * this.b + i];
         chunk.ids[i].push(id);
-        if (stops.has(id)) done[i] = true;
+        if (this.stops.has(id)) this.done[i] = true;
       }
     }
-    if (produced >= maxNew) done.fill(true);
-    const stopNow = yield chunk;
-    if (stopNow || done.every(Boolean)) return;
-    signal?.throwIfAborted();
+    if (this.produced >= this.maxNew) this.done.fill(true);
+    return chunk;
   }
 }
 
