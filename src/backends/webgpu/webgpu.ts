@@ -64,6 +64,8 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   scan_carry: ["rw", "rw", "read"],
   scan_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
   selective_scan: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
+  ssd_carry: ["rw", "rw", "read"],
+  ssd_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
   ssd_scan: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
 };
 
@@ -93,6 +95,8 @@ const MATVEC_MAX_MB = 1;
 const CONV_PARALLEL_L = 8;
 /** Steps per chunk of the chunked (prefill) selective scan; it is used from 2 chunks on. */
 const SCAN_CHUNK = 16;
+/** ssdScan runs chunked (SSD quadratic form inside chunks of this many steps, state passed between them) from this many tokens on; the sequential kernel below. */
+const SSD_CHUNK = 32;
 
 /** An RMSNorm held back, to be fused into the matrix-vector dispatch that reads its output. */
 interface PendingNorm {
@@ -644,6 +648,10 @@ export class WebGpuBackend implements Backend {
 
   ssdScan(a: SsdArgs): void {
     this.#emit();
+    if (gt(a.x).shape[1] >= SSD_CHUNK) {
+      this.#chunkedSsd(a);
+      return;
+    }
     const t = [a.y, a.x, a.dt, a.dtBias, a.A, a.B, a.C, a.D, a.state].map(gt);
     const [b, l, h, p] = t[1].shape;
     const [, , g, n] = t[5].shape;
@@ -656,6 +664,36 @@ export class WebGpuBackend implements Backend {
       "uuuuuuff",
       this.#grid1(b * h * p, wg),
     );
+  }
+
+  /** The SSD scan in chunks of SSD_CHUNK steps: chunk states from zero, carry, quadratic form per chunk. */
+  #chunkedSsd(a: SsdArgs): void {
+    const t = [a.y, a.x, a.dt, a.dtBias, a.A, a.B, a.C, a.D].map(gt);
+    const state = gt(a.state);
+    const [b, l, h, p] = t[1].shape;
+    const [, , g, n] = t[5].shape;
+    const nc = Math.ceil(l / SSD_CHUNK);
+    const need = 4 * b * nc * h * (p * n + 1); // (b, nc, h, p, n) states, (b, nc, h) delta sums
+    if (!this.#scanScratch || this.#scanScratch.size < need) {
+      if (this.#scanScratch) this.free(new GpuTensor([0], "f32", this.#scanScratch, 0));
+      this.#scanScratch = this.#buffer(Math.ceil(need / 16) * 16);
+    }
+    const hc = this.#scanScratch;
+    const buffers = [...t.map((x) => x.buffer), hc];
+    const over = { WG: 256, T: SSD_CHUNK };
+    const params = [b, l, h, p, g, n, nc, 0, a.dtMin, a.dtMax, 0, 0];
+    const grid = this.#grid2(b * nc * h);
+    this.#run("ssd_chunks", over, buffers, params, "uuuuuuuuffuu", grid);
+    this.#run(
+      "ssd_carry",
+      {},
+      [hc, state.buffer, t[4].buffer],
+      [b, nc, h, p * n],
+      "uuuu",
+      this.#grid1(b * h * p * n, 256),
+    );
+    params[7] = 1;
+    this.#run("ssd_chunks", over, buffers, params, "uuuuuuuuffuu", grid);
   }
 
   gatedRmsNorm(out: Tensor, y: Tensor, z: Tensor, w: Tensor, eps: number, groupSize: number): void {

@@ -239,9 +239,9 @@ Deno.test({
         );
       }
 
-      for (const l of [1, 6]) {
-        await t.step(`ssdScan() matches js for l ${l}`, async () => {
-          const [b, h, p, g, n] = [2, 6, 5, 3, 7];
+      for (const [l, h, g] of [[1, 6, 3], [6, 6, 3], [45, 3, 1], [70, 3, 1], [70, 6, 3]]) {
+        await t.step(`ssdScan() then one step matches js for l ${l}, h ${h}, g ${g}`, async () => {
+          const [b, p, n] = [2, 5, 7];
           const [a, r] = await both(
             gpu,
             (be) => ({
@@ -254,12 +254,22 @@ Deno.test({
               C: be.upload(rand(b * l * g * n, 27), [b, l, g, n]),
               D: be.upload(rand(h, 28), [h]),
               state: be.upload(rand(b * h * p * n, 29), [b, h, p, n]),
+              y1: be.zeros([b, 1, h, p]),
+              x1: be.upload(rand(b * h * p, 40), [b, 1, h, p]),
+              dt1: be.upload(rand(b * h, 41, -3, 3), [b, 1, h]),
+              B1: be.upload(rand(b * g * n, 42), [b, 1, g, n]),
+              C1: be.upload(rand(b * g * n, 43), [b, 1, g, n]),
             }),
-            (be, x) => be.ssdScan({ ...x, dtMin: 0.01, dtMax: 2, chunkSize: 4 } as never),
-            ["y", "state"],
+            (be, x) => {
+              const common = { dtBias: x.dtBias, A: x.A, D: x.D, state: x.state, dtMin: 0.01, dtMax: 2 };
+              be.ssdScan({ ...common, y: x.y, x: x.x, dt: x.dt, B: x.B, C: x.C, chunkSize: 16 });
+              be.ssdScan({ ...common, y: x.y1, x: x.x1, dt: x.dt1, B: x.B1, C: x.C1, chunkSize: 16 });
+            },
+            ["y", "y1", "state"],
           );
           close(a[0], r[0], 2e-5, "ssdScan y");
-          close(a[1], r[1], 2e-5, "ssdScan state");
+          close(a[1], r[1], 2e-5, "ssdScan y of the next step");
+          close(a[2], r[2], 2e-5, "ssdScan state");
         });
       }
 
