@@ -17,7 +17,7 @@
  */
 
 import { loadModel } from "../src/model/model.ts";
-import { writeSafetensors } from "../src/io/safetensors.ts";
+import { mamba1Files, mamba2Files } from "./_models.ts";
 import { prefill } from "../src/generate/generate.ts";
 import type { WeightDType } from "../src/backends/backend.ts";
 
@@ -38,89 +38,11 @@ const decodeLen = Number(args.get("decode") ?? (small ? 24 : 512));
 const backend = (args.get("backend") ?? "webgpu") as "webgpu" | "wasm" | "js";
 const sampled = args.has("sampled");
 
-/** Deterministic values uniform in [-scale, scale). */
-function rand(n: number, seed: number, scale: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = scale * (2 * (s / 4294967296) - 1);
-  }
-  return out;
-}
-
-/** config.json and model.safetensors bytes of a random model of the given family and shape. */
+/** A random model of the family: the 130m shapes, or tiny ones for a software adapter. */
 function randomModel(arch: "mamba" | "mamba2"): Record<string, Uint8Array> {
-  const d = small ? 64 : 768, layers = small ? 2 : 24;
-  const v = small ? 512 : arch === "mamba" ? 50280 : 50288;
-  const di = 2 * d, k = 4;
-  const tensors: Record<string, Float32Array> = {};
-  const shapes: Record<string, number[]> = {};
-  let seed = 1;
-  const put = (name: string, shape: number[], data: Float32Array) => {
-    tensors[name] = data;
-    shapes[name] = shape;
-  };
-  const w = (name: string, shape: number[], fanIn: number) =>
-    put(name, shape, rand(shape.reduce((a, b) => a * b, 1), seed++, 1 / Math.sqrt(fanIn)));
-  const ones = (name: string, n: number) => put(name, [n], new Float32Array(n).fill(1));
-  w("backbone.embeddings.weight", [v, d], 1);
-  ones("backbone.norm_f.weight", d);
-  let config: Record<string, unknown>;
-  for (let i = 0; i < layers; i++) {
-    const p = `backbone.layers.${i}.`;
-    ones(`${p}norm.weight`, d);
-    if (arch === "mamba") {
-      const n = 16, r = Math.ceil(d / 16);
-      w(`${p}mixer.in_proj.weight`, [2 * di, d], d);
-      w(`${p}mixer.conv1d.weight`, [di, 1, k], k);
-      w(`${p}mixer.conv1d.bias`, [di], k);
-      w(`${p}mixer.x_proj.weight`, [r + 2 * n, di], di);
-      w(`${p}mixer.dt_proj.weight`, [di, r], r);
-      put(`${p}mixer.dt_proj.bias`, [di], new Float32Array(di).fill(-4.6));
-      put(`${p}mixer.A_log`, [di, n], Float32Array.from({ length: di * n }, (_, j) => Math.log(1 + (j % n))));
-      ones(`${p}mixer.D`, di);
-      w(`${p}mixer.out_proj.weight`, [d, di], di);
-    } else {
-      const n = small ? 16 : 128, hd = small ? 16 : 64, h = di / hd, g = 1;
-      w(`${p}mixer.in_proj.weight`, [2 * di + 2 * g * n + h, d], d);
-      w(`${p}mixer.conv1d.weight`, [di + 2 * g * n, 1, k], k);
-      w(`${p}mixer.conv1d.bias`, [di + 2 * g * n], k);
-      put(`${p}mixer.dt_bias`, [h], new Float32Array(h).fill(-4.6));
-      put(`${p}mixer.A_log`, [h], Float32Array.from({ length: h }, (_, j) => Math.log(1 + j)));
-      ones(`${p}mixer.D`, h);
-      ones(`${p}mixer.norm.weight`, di);
-      w(`${p}mixer.out_proj.weight`, [d, di], di);
-    }
-  }
-  if (arch === "mamba") {
-    config = {
-      model_type: "mamba",
-      hidden_size: d,
-      num_hidden_layers: layers,
-      vocab_size: v,
-      state_size: 16,
-      time_step_rank: Math.ceil(d / 16),
-      eos_token_id: 0,
-    };
-  } else {
-    config = {
-      model_type: "mamba2",
-      hidden_size: d,
-      num_hidden_layers: layers,
-      vocab_size: v,
-      state_size: small ? 16 : 128,
-      head_dim: small ? 16 : 64,
-      num_heads: di / (small ? 16 : 64),
-      n_groups: 1,
-      chunk_size: 256,
-      eos_token_id: 0,
-    };
-  }
-  return {
-    "config.json": new TextEncoder().encode(JSON.stringify(config)),
-    "model.safetensors": writeSafetensors(tensors, shapes),
-  };
+  const tiny = { d: 64, layers: 2, vocab: 512, dState: 16, headDim: 16 };
+  if (arch === "mamba") return mamba1Files(small ? tiny : {});
+  return mamba2Files(small ? tiny : {});
 }
 
 const quiet = { log: () => {} };

@@ -11,7 +11,7 @@
  */
 
 import { loadModel } from "../src/model/model.ts";
-import { writeSafetensors } from "../src/io/safetensors.ts";
+import { mamba1Files } from "./_models.ts";
 import { GREEDY } from "../src/generate/sampler.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -19,43 +19,8 @@ const arg = (name: string, dflt: number) => {
   return i >= 0 ? Number(Deno.args[i + 1]) : dflt;
 };
 const layers = arg("layers", 24), n = arg("steps", 256), b = arg("batch", 1);
-const d = arg("d", 768), v = arg("vocab", 50280), di = 2 * d, ns = 16, r = Math.ceil(d / 16);
-let seed = 1;
-const rand = (len: number, scale: number) => {
-  let s = seed++ >>> 0;
-  return Float32Array.from({ length: len }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return scale * (2 * (s / 4294967296) - 1);
-  });
-};
-const t: Record<string, Float32Array> = {}, shapes: Record<string, number[]> = {};
-const put = (k: string, s: number[], x: Float32Array) => (t[k] = x, shapes[k] = s);
-put("backbone.embeddings.weight", [v, d], rand(v * d, 1));
-put("backbone.norm_f.weight", [d], new Float32Array(d).fill(1));
-for (let i = 0; i < layers; i++) {
-  const p = `backbone.layers.${i}.`;
-  put(`${p}norm.weight`, [d], new Float32Array(d).fill(1));
-  put(`${p}mixer.in_proj.weight`, [2 * di, d], rand(2 * di * d, 1 / Math.sqrt(d)));
-  put(`${p}mixer.conv1d.weight`, [di, 1, 4], rand(di * 4, 0.5));
-  put(`${p}mixer.conv1d.bias`, [di], rand(di, 0.5));
-  put(`${p}mixer.x_proj.weight`, [r + 2 * ns, di], rand((r + 2 * ns) * di, 1 / Math.sqrt(di)));
-  put(`${p}mixer.dt_proj.weight`, [di, r], rand(di * r, 1 / Math.sqrt(r)));
-  put(`${p}mixer.dt_proj.bias`, [di], new Float32Array(di).fill(-4.6));
-  put(`${p}mixer.A_log`, [di, ns], Float32Array.from({ length: di * ns }, (_, j) => Math.log(1 + (j % ns))));
-  put(`${p}mixer.D`, [di], new Float32Array(di).fill(1));
-  put(`${p}mixer.out_proj.weight`, [d, di], rand(d * di, 1 / Math.sqrt(di)));
-}
-const config = {
-  model_type: "mamba",
-  hidden_size: d,
-  num_hidden_layers: layers,
-  vocab_size: v,
-  state_size: ns,
-};
-const files = {
-  "config.json": new TextEncoder().encode(JSON.stringify(config)),
-  "model.safetensors": writeSafetensors(t, shapes),
-};
+const d = arg("d", 768), v = arg("vocab", 50280);
+const files = mamba1Files({ d, layers, vocab: v });
 const model = await loadModel({ files }, { backend: "webgpu", log: () => {} });
 const net = model.network, be = net.backend;
 const state = net.newState(b);
