@@ -1,8 +1,9 @@
 /**
  * GPU time of each op of a Mamba-1 layer on the webgpu backend, at the mamba-130m shape (random
  * values): each op (or fused group of ops, as the model records them) is recorded r and 2r times in
- * a row, each followed by one wait; the difference over r is its time per dispatch, waits and fixed
- * costs cancelled. Also the CPU time to record one. One JSON object per line.
+ * a row, each followed by one wait; the difference over r is its wall time (recording, submission and
+ * GPU); its GPU time alone comes from timestamp queries around r of them. Also the CPU time to
+ * record one. One JSON object per line.
  *
  * ```sh
  * deno run -A --unstable-webgpu bench/gpu_ops.ts [--batch 1] [--reps 400] [--dtype f32] [--prefill 512]
@@ -86,12 +87,16 @@ async function time(name: string, l: number, fn: () => void): Promise<void> {
   await run(4);
   const [c1, w1] = await run(k);
   const [c2, w2] = await run(2 * k);
+  const ts = await be.timeGpu(() => {
+    for (let i = 0; i < k; i++) fn();
+  });
   console.log(JSON.stringify({
     op: name,
     batch: m,
     l,
     dtype,
-    gpu_us: +(((w2 - w1) / k) * 1000).toFixed(2),
+    wall_us: +(((w2 - w1) / k) * 1000).toFixed(2),
+    gpu_us: ts === undefined ? null : +(ts / k).toFixed(2),
     record_us: +(((c1 + c2) / (3 * k)) * 1000).toFixed(2),
   }));
 }

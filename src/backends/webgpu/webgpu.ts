@@ -49,6 +49,7 @@ const MATVEC_BINDINGS: ("read" | "rw")[] = [
 const KERNELS: Record<string, ("read" | "rw")[]> = {
   add: ["rw", "rw", "rw"],
   argmax: ["rw", "read", "rw"],
+  argmax_partials: ["rw", "read"],
   conv1d_silu: ["rw", "read", "read", "read", "rw"],
   copy: ["rw", "rw"],
   embed: ["rw", "read", "read"],
@@ -59,9 +60,11 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   matmul_f16: ["rw", "read", "read", "read"],
   matvec: MATVEC_BINDINGS,
   matvec_f16: MATVEC_BINDINGS,
+  matvec1: MATVEC_BINDINGS,
   rms_norm: ["rw", "rw", "read"],
   sample: ["rw", "read", "rw", "rw"],
   scan_carry: ["rw", "rw", "read"],
+  scan_step: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
   scan_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
   selective_scan: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
   ssd_carry: ["rw", "rw", "read"],
@@ -83,6 +86,8 @@ const MATVEC_MAX_ROWS = 256;
 const MATVEC_MAX_X4 = 1280;
 /** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
 const MATVEC_MIN_GROUPS = 512;
+/** matvec1 (one row of x) spreads rows over more threads until it has this many workgroups. */
+const MATVEC1_GROUPS = 256;
 /**
  * Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them).
  * The kernel takes 1, 2, 4 or 8, but on an H100 8 was slower at batch 32 (4,244 vs 4,977 tok/s, f32)
@@ -120,6 +125,10 @@ interface PendingLinear {
   items: { out: GpuTensor; w: GpuTensor; bias?: GpuTensor; rows: number }[];
   /** add the (single) product into this tensor too */
   resid?: GpuTensor;
+  /** one row of x: the conv1d + SiLU step on items[0]'s output (see wgsl/matvec1.wgsl, mode 3) */
+  conv?: { out: GpuTensor; w: GpuTensor; bias?: GpuTensor; state: GpuTensor; k: number };
+  /** one row of x: greedy sampling of the (single) product into out[outRow] */
+  argmax?: { out: GpuTensor; outRow: number };
 }
 
 /** Cached bind groups: one level per bound buffer, the group itself under LEAF. */
@@ -220,6 +229,8 @@ export async function createWebGpuBackend(opts: { dtype?: WeightDType } = {}): P
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({
+      // timestamp-query only serves benchmarks (timeGpu); it is requested where the adapter has it.
+      requiredFeatures: adapter.features.has("timestamp-query") ? ["timestamp-query"] : [],
       requiredLimits: {
         maxStorageBuffersPerShaderStage: Math.min(a.maxStorageBuffersPerShaderStage, 16),
         maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
@@ -275,8 +286,10 @@ export class WebGpuBackend implements Backend {
   #dummyRw: GPUBuffer;
   #scratch?: GPUBuffer;
   #scanScratch?: GPUBuffer;
+  #partialsBuf?: GPUBuffer;
   #pendingNorm?: PendingNorm;
   #pendingLinear?: PendingLinear;
+  #timestamps?: { querySet: GPUQuerySet; first: boolean };
   #failure?: string;
   #lost?: string;
   #disposed = false;
@@ -515,6 +528,10 @@ export class WebGpuBackend implements Backend {
 
   #matvec(pl: PendingLinear): void {
     const x4 = pl.stride / 4;
+    if (pl.m === 1) {
+      this.#matvec1(pl);
+      return;
+    }
     // Rows of x per workgroup: a power of two (few pipelines to compile) that workgroup memory holds
     // (x rows and partial sums), at most MATVEC_MAX_MB, blocks about evenly filled.
     const limit = this.#device.limits.maxComputeWorkgroupStorageSize;
@@ -563,7 +580,102 @@ export class WebGpuBackend implements Backend {
     );
   }
 
+  /** The products of one row of x (decode at batch 1), with their fused epilogues: wgsl/matvec1.wgsl. */
+  #matvec1(pl: PendingLinear): void {
+    const x4 = pl.stride / 4;
+    const f16 = pl.packed === "f16";
+    const stride4 = f16 ? pl.stride / 8 : x4;
+    const rows = pl.items.reduce((a, it) => a + it.rows, 0);
+    // Threads per output row: from 8 up, while that leaves fewer than MATVEC1_GROUPS workgroups and
+    // a thread still has a whole vec4 of the row (short rows and small matrices spread wider).
+    let tpr = 8;
+    while (tpr < 256 && tpr < stride4 && Math.ceil(rows / (256 / tpr)) < MATVEC1_GROUPS) tpr *= 2;
+    const perGroup = 256 / tpr;
+    const n = pl.items.length;
+    const starts = [0, 0, 0, 0], os = [0, 0, 0, 0], hasBias = [0, 0, 0, 0];
+    let total = 0;
+    for (let j = 0; j < 4; j++) {
+      starts[j] = total;
+      if (j >= n) continue;
+      os[j] = pl.items[j].rows;
+      hasBias[j] = pl.items[j].bias ? 1 : 0;
+      total += Math.ceil(os[j] / perGroup);
+    }
+    for (let j = n; j < 4; j++) starts[j] = total;
+    const outs = pl.items.map((it) => it.out.buffer);
+    const ws = pl.items.map((it) => it.w.buffer);
+    const biases = pl.items.map((it) => it.bias?.buffer ?? this.#dummyRead);
+    let mode = 0, k = 0;
+    let extra = this.#dummyRw;
+    if (pl.resid) {
+      mode = 1;
+      extra = pl.resid.buffer;
+    } else if (pl.argmax) {
+      mode = 2;
+      extra = this.#partials(2 * total);
+    } else if (pl.conv) {
+      mode = 3;
+      k = pl.conv.k;
+      outs[2] = pl.conv.state.buffer;
+      outs[3] = pl.conv.out.buffer;
+      ws[2] = pl.conv.w.buffer;
+      biases[2] = pl.conv.bias?.buffer ?? this.#dummyRead;
+      hasBias[2] = pl.conv.bias ? 1 : 0;
+    }
+    const buffers: GPUBuffer[] = [pl.norm ? pl.norm.x.buffer : pl.input.buffer];
+    for (let j = 0; j < 4; j++) buffers.push(outs[j] ?? this.#dummyRw);
+    for (let j = 0; j < 4; j++) buffers.push(ws[j] ?? this.#dummyRead);
+    for (let j = 0; j < 4; j++) buffers.push(biases[j] ?? this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.w.buffer : this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.out.buffer : this.#dummyRw);
+    buffers.push(extra);
+    const flags = [pl.cols, stride4, n, total, pl.norm ? 1 : 0, pl.norm?.eps ?? 0, mode, k];
+    this.#run(
+      "matvec1",
+      { WG: 256, TPR: tpr, XMAX: Math.ceil(x4 / 64) * 64, F16: f16 ? 1 : 0 },
+      buffers,
+      [...os, ...starts, ...hasBias, ...flags],
+      "uuuuuuuuuuuuuuuuufuu",
+      [total, 1, 1],
+    );
+    if (pl.argmax) {
+      this.#run(
+        "argmax_partials",
+        {},
+        [pl.argmax.out.buffer, extra],
+        [1, total, pl.argmax.outRow, 0],
+        "uuuu",
+        [1, 1, 1],
+      );
+    }
+  }
+
+  /** A scratch buffer for at least `n` f32 (the argmax pairs of matvec1). */
+  #partials(n: number): GPUBuffer {
+    if (!this.#partialsBuf || this.#partialsBuf.size < 4 * n) {
+      if (this.#partialsBuf) this.free(new GpuTensor([0], "f32", this.#partialsBuf, 0));
+      this.#partialsBuf = this.#buffer(Math.ceil(n / 4) * 16);
+    }
+    return this.#partialsBuf;
+  }
+
   conv1dSilu(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | undefined, state: Tensor): void {
+    const pl = this.#pendingLinear;
+    if (pl && pl.m === 1 && pl.items.length <= 2 && !pl.resid && !pl.conv && !pl.argmax) {
+      const xs = gt(x), ws = gt(w);
+      const at = pl.items.findIndex((it) => it.out === xs);
+      const o = gt(out);
+      if (
+        at >= 0 && xs.shape[1] === 1 && xs.shape[2] === pl.items[at].rows && ws.shape[0] === xs.shape[2] &&
+        pl.items.every((it) => it.out !== o) && o !== xs
+      ) {
+        // One new step of one sequence: the conv runs in the epilogue of the product that makes x.
+        if (at !== 0) pl.items.unshift(...pl.items.splice(at, 1));
+        pl.conv = { out: o, w: ws, bias: bias ? gt(bias) : undefined, state: gt(state), k: ws.shape[1] };
+        this.#emit();
+        return;
+      }
+    }
     this.#emit();
     const o = gt(out), xs = gt(x), ws = gt(w), bs = bias ? gt(bias) : undefined, st = gt(state);
     const [b, l, c] = xs.shape;
@@ -600,13 +712,26 @@ export class WebGpuBackend implements Backend {
     const t = [a.y, a.x, a.dt, a.A, a.B, a.C, a.D, a.z, a.h].map(gt);
     const [b, l, di] = t[1].shape;
     const n = t[3].shape[1];
-    const wg = scanGroup(2 * n, 32); // h and A in workgroup memory
     const buffers = t.map((x) => x.buffer);
     buffers.push(low?.buffer ?? this.#dummyRead, proj?.w.buffer ?? this.#dummyRead);
     buffers.push(proj?.bias?.buffer ?? this.#dummyRead);
     const r = proj ? proj.w.shape[1] : 0;
     const stride = proj?.w.matrix?.stride ?? 0;
     const f16 = proj?.w.matrix?.packed === "f16" ? 1 : 0;
+    if (l === 1 && n <= 256) {
+      // One step: a thread per state, the channels' states in parallel.
+      const ch = Math.floor(256 / n);
+      this.#run(
+        "scan_step",
+        { WG: ch * n, N: n },
+        buffers,
+        [b, di, proj ? 1 : 0, r, stride, f16, 0, 0],
+        "uuuuuuuu",
+        this.#grid1(b * di, ch),
+      );
+      return;
+    }
+    const wg = scanGroup(2 * n, 32); // h and A in workgroup memory
     this.#run(
       "selective_scan",
       { WG: wg, N: n, R: r },
@@ -711,6 +836,16 @@ export class WebGpuBackend implements Backend {
   }
 
   sample(a: SampleArgs): void {
+    const pl = this.#pendingLinear;
+    if (
+      pl && pl.m === 1 && pl.items.length === 1 && pl.items[0].out === a.logits && !pl.resid && !pl.conv &&
+      !pl.argmax && a.params.temperature <= 0 && !a.seen
+    ) {
+      // Greedy at batch 1: each workgroup of the lm_head keeps its best row, a second dispatch the best.
+      pl.argmax = { out: gt(a.out), outRow: a.outRow };
+      this.#emit();
+      return;
+    }
     this.#emit();
     const out = gt(a.out), logits = gt(a.logits), seen = a.seen ? gt(a.seen) : undefined;
     const [b, v] = logits.shape;
@@ -952,10 +1087,58 @@ export class WebGpuBackend implements Backend {
     this.#slots++;
   }
 
+  /**
+   * GPU time in microseconds of the ops that `record` records, by timestamp queries around the compute
+   * passes they fill (for benchmarks; undefined where the device lacks timestamp-query). Keep it under
+   * SLOTS dispatches: a submission in between would time only its last part.
+   */
+  async timeGpu(record: () => void): Promise<number | undefined> {
+    if (!this.#device.features.has("timestamp-query")) return undefined;
+    this.#flush();
+    const querySet = this.#device.createQuerySet({ type: "timestamp", count: 2 });
+    const resolve = this.#device.createBuffer({
+      size: 16,
+      usage: 0x200 /* QUERY_RESOLVE */ | BufferUsage.COPY_SRC,
+    });
+    const staging = this.#device.createBuffer({
+      size: 16,
+      usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST,
+    });
+    this.#timestamps = { querySet, first: true };
+    try {
+      record();
+      this.#emit();
+    } finally {
+      this.#timestamps = undefined;
+    }
+    const encoder = this.#endPass();
+    encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
+    encoder.copyBufferToBuffer(resolve, 0, staging, 0, 16);
+    this.#flush();
+    await staging.mapAsync(MapMode.READ);
+    const t = new BigUint64Array(staging.getMappedRange().slice(0));
+    staging.destroy();
+    resolve.destroy();
+    querySet.destroy();
+    return Number(t[1] - t[0]) / 1000;
+  }
+
   #computePass(): GPUComputePassEncoder {
     if (!this.#pass) {
       this.#encoder ??= this.#device.createCommandEncoder();
-      this.#pass = this.#encoder.beginComputePass();
+      const ts = this.#timestamps;
+      this.#pass = this.#encoder.beginComputePass(
+        ts
+          ? {
+            timestampWrites: {
+              querySet: ts.querySet,
+              beginningOfPassWriteIndex: ts.first ? 0 : undefined,
+              endOfPassWriteIndex: 1,
+            },
+          }
+          : undefined,
+      );
+      if (ts) ts.first = false;
       this.#lastPipeline = undefined;
     }
     return this.#pass;

@@ -12,6 +12,7 @@ import {
 } from "../../../src/backends/webgpu/webgpu.ts";
 import { BackendError } from "../../../src/errors.ts";
 import { maxAbsDiff } from "../../_fixtures.ts";
+import { GREEDY } from "../../../src/generate/sampler.ts";
 
 const adapter = await requestAdapter();
 const ignore = !adapter;
@@ -167,6 +168,63 @@ Deno.test({
           for (let j = 0; j < a.length; j++) close(a[j], b[j], 5e-5, `fused output ${j}`);
         });
       }
+
+      for (const [d, di, k, bias] of [[45, 37, 4, true], [130, 261, 3, false]] as const) {
+        await t.step(
+          `rmsNorm() -> linear() x, z -> conv1dSilu() (one step, fused) matches js for d ${d}, di ${di}, k ${k}`,
+          async () => {
+            const [a, g] = await both(gpu, (be) => ({
+              hidden: be.upload(rand(d, 80, -2, 2), [1, 1, d]),
+              nw: be.upload(rand(d, 81), [d]),
+              xn: be.zeros([1, d]),
+              wx: be.uploadMatrix(rand(di * d, 82), [di, d]),
+              wz: be.uploadMatrix(rand(di * d, 83), [di, d]),
+              bz: be.upload(rand(di, 84), [di]),
+              x: be.zeros([1, 1, di]),
+              z: be.zeros([1, 1, di]),
+              xc: be.zeros([1, 1, di]),
+              cw: be.upload(rand(di * k, 85), [di, k]),
+              cb: be.upload(rand(di, 86), [di]),
+              state: be.upload(rand(di * (k - 1), 87), [1, di, k - 1]),
+            }), (be, x) => {
+              for (let step = 0; step < 2; step++) {
+                be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
+                // z first: the fused conv must find x's product wherever it is in the group
+                be.linear(x.z, x.wz, x.xn, x.bz);
+                be.linear(x.x, x.wx, x.xn);
+                be.conv1dSilu(x.xc, x.x, x.cw, bias ? x.cb : undefined, x.state);
+                be.add(x.hidden, x.hidden, x.hidden); // another input for the next step
+              }
+            }, ["xn", "x", "z", "xc", "state", "hidden"]);
+            for (let j = 0; j < a.length; j++) close(a[j], g[j], 5e-5, `fused in_proj + conv output ${j}`);
+          },
+        );
+      }
+
+      await t.step(
+        "rmsNorm() -> linear() -> sample() greedy (fused) matches js, ties to the lowest id",
+        async () => {
+          const [d, v] = [37, 1001];
+          const w = rand(v * d, 90);
+          // rows 700 and 3 equal: a tie across workgroups goes to 3; row 500 all zero
+          w.set(w.subarray(3 * d, 4 * d), 700 * d);
+          w.fill(0, 500 * d, 501 * d);
+          const nan = new Float32Array(v * d).fill(NaN);
+          const hiddens = [rand(d, 91, -2, 2), rand(d, 91, -2, 2).map((x) => -x), rand(d, 94, -2, 2)];
+          for (const [i, hidden] of hiddens.entries()) {
+            const head = i === 2 ? nan : w; // every logit NaN: id 0, as js
+            const got: number[][] = [];
+            for (const be of [new JsBackend(), gpu] as Backend[]) {
+              const xn = be.zeros([1, d]), logits = be.zeros([1, v]), ids = be.zeros([2, 1], "i32");
+              be.rmsNorm(xn, be.upload(hidden, [1, 1, d]), be.upload(rand(d, 92), [d]), 1e-5);
+              be.linear(logits, be.uploadMatrix(head, [v, d]), xn);
+              be.sample({ out: ids, outRow: 1, logits, params: GREEDY, step: 0 });
+              got.push([...await be.readIds(ids)]);
+            }
+            assert.deepEqual(got[1], got[0], `greedy ids for input ${i}`);
+          }
+        },
+      );
 
       await t.step("conv1dSilu() matches js and carries its state over calls (l 7, 11, 1)", async () => {
         const [b, l, l2, c, k] = [2, 7, 11, 19, 4];

@@ -1,0 +1,292 @@
+// matvec1: decode-time matrix-vector products, one row of x per workgroup row (grid y = i_m), for
+// `count` (<= 4) matrices w_j sharing the input x:
+//   xn = has_norm ? x / sqrt(mean(x^2) + eps) * norm_w : x
+//   out_j[i_m, i_o] = sum_i w_j[i_o, i] * xn[i_m, i] + bias_j[i_o]        (f32 sums)
+// then, by mode (count = 1 unless said):
+//   0: nothing more
+//   1: extra[i_m, i_o] += out_0[i_m, i_o]                                 (the residual add)
+//   2: extra[i_m, 2 g], extra[i_m, 2 g + 1] = the largest out_0 of workgroup g's rows and its id (as
+//      f32 bits; none: 0xffffffff), NaN and -inf never win, the lowest id among equals (greedy
+//      sampling; argmax_partials finishes it)
+//   3: (count = 2, matrix 0 gives x of the conv) the causal depthwise conv1d + SiLU of one new step,
+//      with its state of k - 1 earlier inputs per channel, shifted in place:
+//      xc[i_m, c] = silu(conv_b[c] + sum_t<k-1 conv_w[c, t] * state[i_m, c, t] + conv_w[c, k-1] * out_0)
+// Weights: F16 = false: f32 bits, rows of `stride` values (4 per vec4<u32>); F16 = true: f16 pairs,
+// 8 per vec4<u32>; padding is zero. x is staged in workgroup memory (normalized there); TPR threads
+// share an output row, their partial sums reduced in workgroup memory.
+//
+// | binding | name    | access     | type        | shape / use                                  |
+// |---------|---------|------------|-------------|----------------------------------------------|
+// | 0       | p       | uniform    | Params      |                                              |
+// | 1       | x       | read       | f32         | (m, i)                                       |
+// | 2..5    | out_j   | read_write | f32         | (m, o_j); mode 3: out_2 = conv state (m, o_0, k-1), out_3 = xc (m, o_0) |
+// | 6..9    | w_j     | read       | vec4<u32>   | (o_j, stride4); mode 3: w_2 = conv_w (o_0, k) f32 |
+// | 10..13  | bias_j  | read       | f32         | (o_j) when has_bias[j]; mode 3: bias_2 = conv_b when has_bias[2] |
+// | 14      | norm_w  | read       | f32         | (i), when has_norm                           |
+// | 15      | xn      | read_write | f32         | (m, i), written when has_norm                |
+// | 16      | extra   | read_write | f32         | mode 1: (m, o_0); mode 2: (m, 2 * groups)    |
+//
+// Dispatch: (groups, m) workgroups; matrix j owns the groups in [start[j], start[j + 1]), each WG / TPR
+// output rows. Needs ceil(i / 4) <= XMAX.
+
+struct Params {
+  o: vec4<u32>,
+  start: vec4<u32>,
+  has_bias: vec4<u32>,
+  i: u32,
+  stride4: u32,
+  count: u32,
+  groups: u32,
+  has_norm: u32,
+  eps: f32,
+  mode: u32,
+  k: u32,
+}
+
+override WG: u32 = 256;
+override TPR: u32 = 32;
+override XMAX: u32 = 256;
+override F16: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(6) var<storage, read> w0: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read> w1: array<vec4<u32>>;
+@group(0) @binding(8) var<storage, read> w2: array<vec4<u32>>;
+@group(0) @binding(9) var<storage, read> w3: array<vec4<u32>>;
+@group(0) @binding(10) var<storage, read> bias0: array<f32>;
+@group(0) @binding(11) var<storage, read> bias1: array<f32>;
+@group(0) @binding(12) var<storage, read> bias2: array<f32>;
+@group(0) @binding(13) var<storage, read> bias3: array<f32>;
+@group(0) @binding(14) var<storage, read> norm_w: array<f32>;
+@group(0) @binding(15) var<storage, read_write> xn: array<f32>;
+@group(0) @binding(16) var<storage, read_write> extra: array<f32>;
+
+var<workgroup> xs: array<vec4<f32>, XMAX>;
+var<workgroup> partial: array<f32, WG>;
+var<workgroup> red: array<f32, 16>;
+var<workgroup> best_v: array<f32, WG>;
+var<workgroup> best_i: array<u32, WG>;
+
+fn w_at(j: u32, e: u32) -> vec4<u32> {
+  switch j {
+    case 0u: {
+      return w0[e];
+    }
+    case 1u: {
+      return w1[e];
+    }
+    case 2u: {
+      return w2[e];
+    }
+    default: {
+      return w3[e];
+    }
+  }
+}
+
+fn bias_at(j: u32, i_o: u32) -> f32 {
+  switch j {
+    case 0u: {
+      return bias0[i_o];
+    }
+    case 1u: {
+      return bias1[i_o];
+    }
+    case 2u: {
+      return bias2[i_o];
+    }
+    default: {
+      return bias3[i_o];
+    }
+  }
+}
+
+fn store(j: u32, e: u32, v: f32) {
+  switch j {
+    case 0u: {
+      out0[e] = v;
+    }
+    case 1u: {
+      out1[e] = v;
+    }
+    case 2u: {
+      out2[e] = v;
+    }
+    default: {
+      out3[e] = v;
+    }
+  }
+}
+
+// The dot product of one stored vec4<u32> of weights with the x values it covers (e: its index in
+// the row).
+fn dot_w(wv: vec4<u32>, e: u32) -> f32 {
+  if (F16) {
+    let a = xs[2u * e];
+    let b = xs[2u * e + 1u];
+    let w01 = unpack2x16float(wv.x);
+    let w23 = unpack2x16float(wv.y);
+    let w45 = unpack2x16float(wv.z);
+    let w67 = unpack2x16float(wv.w);
+    return dot(vec4<f32>(w01, w23), a) + dot(vec4<f32>(w45, w67), b);
+  }
+  return dot(bitcast<vec4<f32>>(wv), xs[e]);
+}
+
+fn x_at(base: u32, i_i: u32) -> f32 {
+  if (i_i < p.i) {
+    return x[base + i_i];
+  }
+  return 0.0;
+}
+
+fn silu(v: f32) -> f32 {
+  return v / (1.0 + exp(-v));
+}
+
+@compute @workgroup_size(WG)
+fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let g = wid.x;
+  let i_m = wid.y;
+  let t = lid.x;
+  let i4 = (p.i + 3u) / 4u;
+  let xbase = i_m * p.i;
+  // Stage x (zero past i, up to the padded row), summing squares on the way.
+  let n4 = select(p.stride4, 2u * p.stride4, F16);
+  var ss = 0.0;
+  for (var e = t; e < n4; e += WG) {
+    let i_i = 4u * e;
+    let v = vec4<f32>(x_at(xbase, i_i), x_at(xbase, i_i + 1u), x_at(xbase, i_i + 2u), x_at(xbase, i_i + 3u));
+    xs[e] = v;
+    ss += dot(v, v);
+  }
+  if (p.has_norm == 1u) {
+    partial[t] = ss;
+    workgroupBarrier();
+    if (t < 16u) {
+      var s = 0.0;
+      for (var q = t; q < WG; q += 16u) {
+        s += partial[q];
+      }
+      red[t] = s;
+    }
+    workgroupBarrier();
+    var total = 0.0;
+    for (var q = 0u; q < 16u; q++) {
+      total += red[q];
+    }
+    let scale = 1.0 / sqrt(total / f32(p.i) + p.eps);
+    for (var e = t; e < i4; e += WG) {
+      let i_i = 4u * e;
+      var nw = vec4<f32>(0.0);
+      for (var c = 0u; c < 4u; c++) {
+        if (i_i + c < p.i) {
+          nw[c] = norm_w[i_i + c];
+        }
+      }
+      let v = xs[e] * scale * nw;
+      xs[e] = v;
+      if (g == 0u) {
+        for (var c = 0u; c < 4u; c++) {
+          if (i_i + c < p.i) {
+            xn[xbase + i_i + c] = v[c];
+          }
+        }
+      }
+    }
+  }
+  workgroupBarrier();
+  var j = 0u;
+  for (var q = 1u; q < p.count; q++) {
+    if (g >= p.start[q]) {
+      j = q;
+    }
+  }
+  let lane = t % TPR;
+  let i_o = (g - p.start[j]) * (WG / TPR) + t / TPR;
+  let o = p.o[j];
+  var a0 = 0.0;
+  var a1 = 0.0;
+  if (i_o < o) {
+    let base = i_o * p.stride4;
+    var e = lane;
+    for (; e + TPR < p.stride4; e += 2u * TPR) {
+      let u0 = w_at(j, base + e);
+      let u1 = w_at(j, base + e + TPR);
+      a0 += dot_w(u0, e);
+      a1 += dot_w(u1, e + TPR);
+    }
+    if (e < p.stride4) {
+      a0 += dot_w(w_at(j, base + e), e);
+    }
+  }
+  partial[t] = a0 + a1;
+  workgroupBarrier();
+  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      partial[t] += partial[t + s];
+    }
+    workgroupBarrier();
+  }
+  var v = 0.0;
+  var id = 0xffffffffu;
+  if (lane == 0u && i_o < o) {
+    v = partial[t];
+    if (p.has_bias[j] == 1u) {
+      v += bias_at(j, i_o);
+    }
+    let e = i_m * o + i_o;
+    store(j, e, v);
+    if (p.mode == 1u) {
+      extra[e] += v;
+    } else if (p.mode == 3u && j == 0u) {
+      // conv1d + SiLU of this step for channel i_o: w2 holds conv_w (o, k) as f32 bits.
+      let k = p.k;
+      let sbase = e * (k - 1u);
+      var acc = 0.0;
+      if (p.has_bias[2] == 1u) {
+        acc = bias2[i_o];
+      }
+      for (var q = 0u; q + 1u < k; q++) {
+        let cw = i_o * k + q;
+        acc += bitcast<f32>(w2[cw / 4u][cw % 4u]) * out2[sbase + q];
+      }
+      let cw = i_o * k + k - 1u;
+      acc += bitcast<f32>(w2[cw / 4u][cw % 4u]) * v;
+      for (var q = 0u; q + 2u < k; q++) {
+        out2[sbase + q] = out2[sbase + q + 1u];
+      }
+      if (k > 1u) {
+        out2[sbase + k - 2u] = v;
+      }
+      out3[e] = silu(acc);
+    }
+    // As the js reference, which starts from -inf: NaN and -inf never win.
+    if (v > -3.4028235e38 || v == -3.4028235e38) {
+      id = i_o;
+    }
+  }
+  if (p.mode == 2u) {
+    best_v[t] = v;
+    best_i[t] = id;
+    workgroupBarrier();
+    if (t == 0u) {
+      var bv = 0.0;
+      var bi = 0xffffffffu;
+      for (var q = 0u; q < WG; q += TPR) {
+        let qi = best_i[q];
+        if (qi != 0xffffffffu && (bi == 0xffffffffu || best_v[q] > bv)) {
+          bv = best_v[q];
+          bi = qi;
+        }
+      }
+      extra[2u * (i_m * p.groups + g)] = bv;
+      extra[2u * (i_m * p.groups + g) + 1u] = bitcast<f32>(bi);
+    }
+  }
+}
