@@ -1,7 +1,8 @@
 /**
  * Where a decode step's time goes on the webgpu backend (mamba-130m shape, random weights): CPU time
  * to record n steps, then wall time until the GPU has run them (one read at the end), for the whole
- * step and for the head (norm_f + lm_head + argmax) alone. One JSON object per line.
+ * step and for the head (norm_f + lm_head + argmax) alone, and the GPU time alone (timestamp queries).
+ * One JSON object per line.
  *
  * ```sh
  * deno run -A --unstable-webgpu bench/gpu_steps.ts [--layers 24] [--steps 256] [--batch 1]
@@ -13,6 +14,7 @@
 import { loadModel } from "../src/model/model.ts";
 import { mamba1Files } from "./_models.ts";
 import { GREEDY } from "../src/generate/sampler.ts";
+import type { WebGpuBackend } from "../src/backends/webgpu/webgpu.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = Deno.args.indexOf(`--${name}`);
@@ -44,6 +46,10 @@ for (const [what, fn] of [["step", step], ["head", headOnly], ["step", step]] as
   const t1 = performance.now();
   await be.readIds(tokens);
   const t2 = performance.now();
+  // GPU time alone, by timestamp queries, over 16 steps (within one submission).
+  const gpu = await (be as WebGpuBackend).timeGpu(() => {
+    for (let s = 0; s < 16; s++) fn(s);
+  });
   console.log(JSON.stringify({
     what,
     layers,
@@ -51,6 +57,16 @@ for (const [what, fn] of [["step", step], ["head", headOnly], ["step", step]] as
     steps: n,
     record_ms_per_step: +((t1 - t0) / n).toFixed(4),
     wall_ms_per_step: +((t2 - t0) / n).toFixed(4),
+    gpu_ms_per_step: gpu === undefined ? null : +(gpu / 16 / 1000).toFixed(4),
   }));
+}
+// GPU time of each kernel over 4 steps (a pass per dispatch).
+const prof = await (be as WebGpuBackend).profileGpu(() => {
+  for (let s = 0; s < 4; s++) step(s);
+});
+if (prof) {
+  for (const [kernel, k] of Object.entries(prof.kernels)) {
+    console.log(JSON.stringify({ kernel, per_step: k.count / 4, us_per_dispatch: +(k.us / k.count).toFixed(2) }));
+  }
 }
 await model.dispose();

@@ -289,7 +289,7 @@ export class WebGpuBackend implements Backend {
   #partialsBuf?: GPUBuffer;
   #pendingNorm?: PendingNorm;
   #pendingLinear?: PendingLinear;
-  #timestamps?: { querySet: GPUQuerySet; first: boolean };
+  #timestamps?: { querySet: GPUQuerySet; first: boolean; names?: string[] };
   #failure?: string;
   #lost?: string;
   #disposed = false;
@@ -1085,6 +1085,12 @@ export class WebGpuBackend implements Backend {
     pass.setBindGroup(0, bindGroup, this.#offset, 0, 1);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     this.#slots++;
+    const names = this.#timestamps?.names;
+    if (names) {
+      // profiling each dispatch: a pass of its own
+      names.push(kernel);
+      this.#endPass();
+    }
   }
 
   /**
@@ -1093,47 +1099,69 @@ export class WebGpuBackend implements Backend {
    * SLOTS dispatches: a submission in between would time only its last part.
    */
   async timeGpu(record: () => void): Promise<number | undefined> {
+    return (await this.profileGpu(record, false))?.total;
+  }
+
+  /**
+   * Like timeGpu; with `perDispatch`, each dispatch gets a compute pass of its own with its own
+   * timestamps, and `kernels` sums the GPU time of each kernel (passes cost extra: the total grows).
+   * At most 2048 dispatches.
+   */
+  async profileGpu(
+    record: () => void,
+    perDispatch = true,
+  ): Promise<{ total: number; kernels: Record<string, { count: number; us: number }> } | undefined> {
     if (!this.#device.features.has("timestamp-query")) return undefined;
     this.#flush();
-    const querySet = this.#device.createQuerySet({ type: "timestamp", count: 2 });
+    const count = perDispatch ? 4096 : 2;
+    const querySet = this.#device.createQuerySet({ type: "timestamp", count });
     const resolve = this.#device.createBuffer({
-      size: 16,
+      size: 8 * count,
       usage: 0x200 /* QUERY_RESOLVE */ | BufferUsage.COPY_SRC,
     });
     const staging = this.#device.createBuffer({
-      size: 16,
+      size: 8 * count,
       usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST,
     });
-    this.#timestamps = { querySet, first: true };
+    const ts = { querySet, first: true, names: perDispatch ? [] as string[] : undefined };
+    this.#timestamps = ts;
     try {
       record();
       this.#emit();
     } finally {
       this.#timestamps = undefined;
     }
+    const used = perDispatch ? 2 * ts.names!.length : 2;
     const encoder = this.#endPass();
-    encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
-    encoder.copyBufferToBuffer(resolve, 0, staging, 0, 16);
+    encoder.resolveQuerySet(querySet, 0, used, resolve, 0);
+    encoder.copyBufferToBuffer(resolve, 0, staging, 0, 8 * used);
     this.#flush();
     await staging.mapAsync(MapMode.READ);
-    const t = new BigUint64Array(staging.getMappedRange().slice(0));
+    const t = new BigUint64Array(staging.getMappedRange().slice(0, 8 * used));
     staging.destroy();
     resolve.destroy();
     querySet.destroy();
-    return Number(t[1] - t[0]) / 1000;
+    const kernels: Record<string, { count: number; us: number }> = {};
+    for (const [i, name] of (ts.names ?? []).entries()) {
+      const k = kernels[name] ??= { count: 0, us: 0 };
+      k.count++;
+      k.us += Number(t[2 * i + 1] - t[2 * i]) / 1000;
+    }
+    return { total: Number(t[used - 1] - t[0]) / 1000, kernels };
   }
 
   #computePass(): GPUComputePassEncoder {
     if (!this.#pass) {
       this.#encoder ??= this.#device.createCommandEncoder();
       const ts = this.#timestamps;
+      const at = ts?.names ? 2 * ts.names.length : 0;
       this.#pass = this.#encoder.beginComputePass(
         ts
           ? {
             timestampWrites: {
               querySet: ts.querySet,
-              beginningOfPassWriteIndex: ts.first ? 0 : undefined,
-              endOfPassWriteIndex: 1,
+              beginningOfPassWriteIndex: ts.first || ts.names ? at : undefined,
+              endOfPassWriteIndex: at + 1,
             },
           }
           : undefined,
