@@ -66,7 +66,9 @@ const prof = await (be as WebGpuBackend).profileGpu(() => {
 });
 if (prof) {
   for (const [kernel, k] of Object.entries(prof.kernels)) {
-    console.log(JSON.stringify({ kernel, per_step: k.count / 4, us_per_dispatch: +(k.us / k.count).toFixed(2) }));
+    console.log(
+      JSON.stringify({ kernel, per_step: k.count / 4, us_per_dispatch: +(k.us / k.count).toFixed(2) }),
+    );
   }
 }
 await model.dispose();

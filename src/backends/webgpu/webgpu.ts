@@ -287,6 +287,8 @@ export class WebGpuBackend implements Backend {
   #scratch?: GPUBuffer;
   #scanScratch?: GPUBuffer;
   #partialsBuf?: GPUBuffer;
+  /** starts the mapping of a read already submitted (see #readBytes) */
+  #maps: (() => void)[] = [];
   #pendingNorm?: PendingNorm;
   #pendingLinear?: PendingLinear;
   #timestamps?: { querySet: GPUQuerySet; first: boolean; names?: string[] };
@@ -1186,7 +1188,12 @@ export class WebGpuBackend implements Backend {
     if (!this.#encoder) return;
     const encoder = this.#endPass();
     if (this.#slots > 0) this.#device.queue.writeBuffer(this.#uniform, 0, this.#arena, 0, this.#slots * SLOT);
-    this.#device.queue.submit([encoder.finish()]);
+    const commands = encoder.finish();
+    // reads waiting for their mapping (see #readBytes): theirs is the work submitted so far
+    const maps = this.#maps;
+    this.#maps = [];
+    for (const start of maps) start();
+    this.#device.queue.submit([commands]);
     this.#encoder = undefined;
     this.#slots = 0;
   }
@@ -1201,8 +1208,22 @@ export class WebGpuBackend implements Backend {
     });
     this.#endPass().copyBufferToBuffer(g.buffer, 0, staging, 0, size);
     this.#flush();
+    // Deno's mapAsync blocks until the GPU has run everything submitted so far. Called now, it would
+    // keep the CPU idle while the GPU runs this submission, then the GPU idle while the CPU records
+    // the next. So the mapping starts just before the next submission (#flush), when the CPU has
+    // recorded it, or when the caller yields, whichever comes first.
+    const mapped = new Promise<void>((resolve, reject) => {
+      let started = false;
+      const start = () => {
+        if (started) return;
+        started = true;
+        staging.mapAsync(MapMode.READ).then(resolve, reject);
+      };
+      this.#maps.push(start);
+      setTimeout(start, 0);
+    });
     try {
-      await staging.mapAsync(MapMode.READ);
+      await mapped;
     } catch (e) {
       staging.destroy();
       this.#throwIfFailed();
