@@ -55,8 +55,8 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   embed_f16: ["rw", "read", "read"],
   fill: ["rw"],
   gated_rms_norm: ["rw", "rw", "read", "read"],
-  matmul: ["rw", "read", "read", "read"],
-  matmul_f16: ["rw", "read", "read", "read"],
+  gemm: MATVEC_BINDINGS,
+  gemm_f16: MATVEC_BINDINGS,
   matvec: MATVEC_BINDINGS,
   matvec_f16: MATVEC_BINDINGS,
   rms_norm: ["rw", "rw", "read"],
@@ -79,6 +79,11 @@ const MAX_GROUPS = 65535;
 const MATVEC_MAX_M = 32;
 /** linear uses the matrix-vector kernel for matrices of at most this many rows whatever the rows of x (the tiled kernel would have too few tiles). */
 const MATVEC_MAX_ROWS = 256;
+/**
+ * Held-back products on 2 <= m <= MATVEC_MAX_M rows of x go to the tiled kernel when a matrix has at
+ * least this many rows (the lm_head: on an H100 at m = 32, 50280 x 768, 347 us against 1,446 us).
+ */
+const GEMM_MIN_ROWS = 4096;
 /** The matrix-vector kernel stages rows of x in workgroup memory: at most this many vec4. */
 const MATVEC_MAX_X4 = 1280;
 /** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
@@ -490,13 +495,7 @@ export class WebGpuBackend implements Backend {
       return;
     }
     this.#emit();
-    const buffers = [o.buffer, ws.buffer, xs.buffer, bs?.buffer ?? this.#dummyRead];
-    const kernel = packed === "f16" ? "matmul_f16" : "matmul";
-    this.#run(kernel, { TK: 16 }, buffers, [m, rows, cols, stride, bs ? 1 : 0, 0, 0, 0], "uuuuuuuu", [
-      Math.ceil(rows / 64),
-      Math.ceil(m / 64),
-      1,
-    ]);
+    this.#gemm({ input: xs, m, cols, stride, packed, items: [{ out: o, w: ws, bias: bs, rows }] });
   }
 
   /** Dispatches what was held back (matrix-vector products, a norm), before any other op. */
@@ -514,6 +513,7 @@ export class WebGpuBackend implements Backend {
   }
 
   #matvec(pl: PendingLinear): void {
+    if (pl.m >= 2 && pl.items.some((it) => it.rows >= GEMM_MIN_ROWS)) return this.#gemm(pl);
     const x4 = pl.stride / 4;
     // Rows of x per workgroup: a power of two (few pipelines to compile) that workgroup memory holds
     // (x rows and partial sums), at most MATVEC_MAX_MB, blocks about evenly filled.
@@ -559,6 +559,51 @@ export class WebGpuBackend implements Backend {
       buffers,
       [...os, ...starts, ...hasBias, ...flags],
       "uuuuuuuuuuuuuuuuuufuu",
+      this.#grid2(total * nmb),
+    );
+  }
+
+  /** Products on m >= 2 rows of x (and rows too long for matvec): the tiled kernel, wgsl/gemm.wgsl. */
+  #gemm(pl: PendingLinear): void {
+    const rows = pl.items.map((it) => it.rows);
+    const storage = this.#device.limits.maxComputeWorkgroupStorageSize;
+    const threads = this.adapter.isFallbackAdapter ? GEMM_FALLBACK_THREADS : GEMM_MAX_THREADS;
+    const tile = gemmTile(pl.m, rows, pl.cols, storage, threads);
+    const n = pl.items.length;
+    const starts = [0, 0, 0, 0], os = [0, 0, 0, 0], hasBias = [0, 0, 0, 0];
+    const buffers: GPUBuffer[] = [pl.norm ? pl.norm.x.buffer : pl.input.buffer];
+    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].out.buffer : this.#dummyRw);
+    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].w.buffer : this.#dummyRead);
+    for (let j = 0; j < 4; j++) buffers.push(pl.items[j]?.bias?.buffer ?? this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.w.buffer : this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.out.buffer : this.#dummyRw);
+    buffers.push(pl.resid ? pl.resid.buffer : this.#dummyRw);
+    let total = 0;
+    for (let j = 0; j < n; j++) {
+      starts[j] = total;
+      os[j] = rows[j];
+      hasBias[j] = pl.items[j].bias ? 1 : 0;
+      total += Math.ceil(rows[j] / tile.BN);
+    }
+    for (let j = n; j < 4; j++) starts[j] = total;
+    const nmb = Math.ceil(pl.m / tile.BM);
+    const flags = [
+      pl.m,
+      pl.cols,
+      pl.stride / 4,
+      n,
+      pl.norm ? 1 : 0,
+      pl.resid ? 1 : 0,
+      pl.norm?.eps ?? 0,
+      nmb,
+      total,
+    ];
+    this.#run(
+      pl.packed === "f16" ? "gemm_f16" : "gemm",
+      { ...tile },
+      buffers,
+      [...os, ...starts, ...hasBias, ...flags, 0, 0, 0],
+      "uuuuuuuuuuuuuuuuuufuuuuu",
       this.#grid2(total * nmb),
     );
   }
@@ -1003,6 +1048,75 @@ export class WebGpuBackend implements Backend {
     this.#throwIfFailed();
     return bytes;
   }
+}
+
+/** A tile of the tiled kernel, wgsl/gemm.wgsl: its override constants (see the kernel's header). */
+export interface GemmTile {
+  /** rows of x, and of w, per workgroup */
+  BM: number;
+  BN: number;
+  /** rows of x, and of w, per thread */
+  TM: number;
+  TN: number;
+  /** columns per k-tile */
+  BK: number;
+  /** k-slices of threads per workgroup */
+  KS: number;
+}
+
+/**
+ * The tiled kernel takes smaller tiles until it has this many workgroups (one per SM of an H100),
+ * and splits k over slices of threads below twice as many.
+ */
+const GEMM_MIN_GROUPS = 132;
+/**
+ * Threads per workgroup of the tiled kernel, at most: on a fallback (software) adapter fewer, and
+ * k-tiles of 8 columns, because llvmpipe takes seconds to compile each larger tile.
+ */
+const GEMM_MAX_THREADS = 256;
+const GEMM_FALLBACK_THREADS = 64;
+/** Each k-slice of the tiled kernel gets at least this many k-tiles. */
+const GEMM_MIN_TILES = 4;
+
+/**
+ * The tile of the tiled kernel for m rows of x times matrices of `rows` rows and `cols` columns:
+ * BM rows of x per workgroup as few as cover m (8, 16, 32, 64 from 33 rows on), the first tile that
+ * makes GEMM_MIN_GROUPS workgroups (else the one that makes most), then k-slices while workgroups
+ * are few and threads, k-tiles per slice and workgroup memory (`storage` bytes) allow.
+ * (128 x 128 and 128 x 64 tiles were slower than 64 x 64 on an H100 through Vulkan, bench/gemm.ts.)
+ */
+export function gemmTile(
+  m: number,
+  rows: number[],
+  cols: number,
+  storage: number,
+  maxThreads = GEMM_MAX_THREADS,
+): GemmTile {
+  const groups = (bm: number, bn: number) =>
+    Math.ceil(m / bm) * rows.reduce((a, r) => a + Math.ceil(r / bn), 0);
+  // [BM, BN, TM, TN], largest first
+  const options = m <= 8
+    ? [[8, 64, 4, 4], [8, 32, 4, 4]]
+    : m <= 16
+    ? [[16, 64, 4, 4], [16, 32, 4, 4]]
+    : m <= 32
+    ? [[32, 64, 4, 4], [32, 32, 4, 4]]
+    : m <= 64
+    ? [[64, 64, 8, 4], [64, 32, 4, 4], [64, 32, 8, 4]]
+    : [[64, 64, 4, 4], [64, 32, 4, 4], [64, 64, 8, 8], [64, 32, 8, 4]];
+  const fits = options.filter(([bm, bn, tm, tn]) => (bm / tm) * (bn / tn) <= maxThreads);
+  const most = fits.reduce((a, b) => (groups(b[0], b[1]) > groups(a[0], a[1]) ? b : a));
+  const [BM, BN, TM, TN] = fits.find(([bm, bn]) => groups(bm, bn) >= GEMM_MIN_GROUPS) ?? most;
+  const BK = maxThreads <= GEMM_FALLBACK_THREADS ? 8 : 16;
+  const threads = (BM / TM) * (BN / TN);
+  const bytes = (ks: number) => ks * (BK * (BM + BN) * 4 + BM * BK) + BM * 4;
+  let KS = 1;
+  while (
+    groups(BM, BN) < 2 * GEMM_MIN_GROUPS && 2 * KS * threads <= maxThreads &&
+    Math.ceil(cols / BK) >= 2 * KS * GEMM_MIN_TILES &&
+    (2 * KS - 1) * BM * BN <= 2 * KS * BK * (BM + BN) && bytes(2 * KS) <= storage
+  ) KS *= 2;
+  return { BM, BN, TM, TN, BK, KS };
 }
 
 /** Threads per workgroup of a scan whose n states per thread sit in workgroup memory (<= 16 KiB). */
