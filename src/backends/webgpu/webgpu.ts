@@ -56,8 +56,8 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   embed_f16: ["rw", "read", "read"],
   fill: ["rw"],
   gated_rms_norm: ["rw", "rw", "read", "read"],
-  matmul: ["rw", "read", "read", "read"],
-  matmul_f16: ["rw", "read", "read", "read"],
+  gemm: MATVEC_BINDINGS,
+  gemm_f16: MATVEC_BINDINGS,
   matvec: MATVEC_BINDINGS,
   matvec_f16: MATVEC_BINDINGS,
   matvec1: MATVEC_BINDINGS,
@@ -72,6 +72,21 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   ssd_scan: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
 };
 
+/**
+ * Kernels dispatched as variants without their unused bindings (those given a dummy buffer, which
+ * the kernel then never reads): the hot kernels of decode, where wgpu's encoding cost per binding
+ * adds up (on an H100 host ~2.7 us per dispatch with 2 bindings, ~6.5 us with 16).
+ */
+const TRIMMED = new Set(["matvec1", "scan_step"]);
+
+/** A kernel name, or a variant "kernel~mask" of it: the kernel and which storage bindings it keeps. */
+function variantOf(kernel: string): [string, (i: number) => boolean] {
+  const at = kernel.indexOf("~");
+  if (at < 0) return [kernel, () => true];
+  const mask = Number(kernel.slice(at + 1));
+  return [kernel.slice(0, at), (i) => (mask & (1 << i)) !== 0];
+}
+
 /** Bytes of one Params slot in the uniform arena (minUniformBufferOffsetAlignment). */
 const SLOT = 256;
 /** Slots per submission; a full arena is submitted. */
@@ -82,6 +97,11 @@ const MAX_GROUPS = 65535;
 const MATVEC_MAX_M = 32;
 /** linear uses the matrix-vector kernel for matrices of at most this many rows whatever the rows of x (the tiled kernel would have too few tiles). */
 const MATVEC_MAX_ROWS = 256;
+/**
+ * Held-back products on 2 <= m <= MATVEC_MAX_M rows of x go to the tiled kernel when a matrix has at
+ * least this many rows (the lm_head: on an H100 at m = 32, 50280 x 768, 347 us against 1,446 us).
+ */
+const GEMM_MIN_ROWS = 4096;
 /** The matrix-vector kernel stages rows of x in workgroup memory: at most this many vec4. */
 const MATVEC_MAX_X4 = 1280;
 /** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
@@ -505,13 +525,7 @@ export class WebGpuBackend implements Backend {
       return;
     }
     this.#emit();
-    const buffers = [o.buffer, ws.buffer, xs.buffer, bs?.buffer ?? this.#dummyRead];
-    const kernel = packed === "f16" ? "matmul_f16" : "matmul";
-    this.#run(kernel, { TK: 16 }, buffers, [m, rows, cols, stride, bs ? 1 : 0, 0, 0, 0], "uuuuuuuu", [
-      Math.ceil(rows / 64),
-      Math.ceil(m / 64),
-      1,
-    ]);
+    this.#gemm({ input: xs, m, cols, stride, packed, items: [{ out: o, w: ws, bias: bs, rows }] });
   }
 
   /** Dispatches what was held back (matrix-vector products, a norm), before any other op. */
@@ -529,6 +543,7 @@ export class WebGpuBackend implements Backend {
   }
 
   #matvec(pl: PendingLinear): void {
+    if (pl.m >= 2 && pl.items.some((it) => it.rows >= GEMM_MIN_ROWS)) return this.#gemm(pl);
     const x4 = pl.stride / 4;
     if (pl.m === 1) {
       this.#matvec1(pl);
@@ -659,6 +674,51 @@ export class WebGpuBackend implements Backend {
       this.#partialsBuf = this.#buffer(Math.ceil(n / 4) * 16);
     }
     return this.#partialsBuf;
+  }
+
+  /** Products on m >= 2 rows of x (and rows too long for matvec): the tiled kernel, wgsl/gemm.wgsl. */
+  #gemm(pl: PendingLinear): void {
+    const rows = pl.items.map((it) => it.rows);
+    const storage = this.#device.limits.maxComputeWorkgroupStorageSize;
+    const threads = this.adapter.isFallbackAdapter ? GEMM_FALLBACK_THREADS : GEMM_MAX_THREADS;
+    const tile = gemmTile(pl.m, rows, pl.cols, storage, threads);
+    const n = pl.items.length;
+    const starts = [0, 0, 0, 0], os = [0, 0, 0, 0], hasBias = [0, 0, 0, 0];
+    const buffers: GPUBuffer[] = [pl.norm ? pl.norm.x.buffer : pl.input.buffer];
+    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].out.buffer : this.#dummyRw);
+    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].w.buffer : this.#dummyRead);
+    for (let j = 0; j < 4; j++) buffers.push(pl.items[j]?.bias?.buffer ?? this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.w.buffer : this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.out.buffer : this.#dummyRw);
+    buffers.push(pl.resid ? pl.resid.buffer : this.#dummyRw);
+    let total = 0;
+    for (let j = 0; j < n; j++) {
+      starts[j] = total;
+      os[j] = rows[j];
+      hasBias[j] = pl.items[j].bias ? 1 : 0;
+      total += Math.ceil(rows[j] / tile.BN);
+    }
+    for (let j = n; j < 4; j++) starts[j] = total;
+    const nmb = Math.ceil(pl.m / tile.BM);
+    const flags = [
+      pl.m,
+      pl.cols,
+      pl.stride / 4,
+      n,
+      pl.norm ? 1 : 0,
+      pl.resid ? 1 : 0,
+      pl.norm?.eps ?? 0,
+      nmb,
+      total,
+    ];
+    this.#run(
+      pl.packed === "f16" ? "gemm_f16" : "gemm",
+      { ...tile },
+      buffers,
+      [...os, ...starts, ...hasBias, ...flags, 0, 0, 0],
+      "uuuuuuuuuuuuuuuuuufuuuuu",
+      this.#grid2(total * nmb),
+    );
   }
 
   conv1dSilu(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | undefined, state: Tensor): void {
@@ -989,18 +1049,22 @@ export class WebGpuBackend implements Backend {
   #layout(kernel: string) {
     let l = this.#layouts.get(kernel);
     if (!l) {
+      const [base, used] = variantOf(kernel);
       const entries: GPUBindGroupLayoutEntry[] = [
         {
           binding: 0,
           visibility: ShaderStage.COMPUTE,
           buffer: { type: "uniform", hasDynamicOffset: true },
         },
-        ...KERNELS[kernel].map((access, i): GPUBindGroupLayoutEntry => ({
+      ];
+      KERNELS[base].forEach((access, i) => {
+        if (!used(i)) return;
+        entries.push({
           binding: i + 1,
           visibility: ShaderStage.COMPUTE,
           buffer: { type: access === "rw" ? "storage" : "read-only-storage" },
-        })),
-      ];
+        });
+      });
       const group = this.#device.createBindGroupLayout({ entries });
       l = { group, pipeline: this.#device.createPipelineLayout({ bindGroupLayouts: [group] }) };
       this.#layouts.set(kernel, l);
@@ -1011,7 +1075,14 @@ export class WebGpuBackend implements Backend {
   #module(kernel: string): GPUShaderModule {
     let module = this.#modules.get(kernel);
     if (!module) {
-      module = this.#device.createShaderModule({ code: SHADERS[kernel], label: kernel });
+      const [base, used] = variantOf(kernel);
+      // Bindings a variant leaves out become private arrays of one element (never read at run time).
+      const code = SHADERS[base].replace(
+        /@group\(0\) @binding\((\d+)\) var<storage, [a-z_]+> (\w+): (array<.+>);/g,
+        (decl, n, name, type) =>
+          n === "0" || used(Number(n) - 1) ? decl : `var<private> ${name}: ${type.slice(0, -1)}, 1>;`,
+      );
+      module = this.#device.createShaderModule({ code, label: kernel });
       this.#modules.set(kernel, module);
     }
     return module;
@@ -1027,7 +1098,7 @@ export class WebGpuBackend implements Backend {
       p = this.#device.createComputePipeline({
         label: key,
         layout: this.#layout(kernel).pipeline,
-        compute: { module, entryPoint: kernel, constants: overrides },
+        compute: { module, entryPoint: variantOf(kernel)[0], constants: overrides },
       });
       this.#device.popErrorScope().then((err) => {
         if (err) this.#failure ??= `pipeline ${key} failed: ${err.message}`;
@@ -1048,11 +1119,13 @@ export class WebGpuBackend implements Backend {
     }
     let bg = node.get(LEAF) as GPUBindGroup | undefined;
     if (!bg) {
+      const [base, used] = variantOf(kernel);
+      const bindings = KERNELS[base].map((_, i) => i + 1).filter((_, i) => used(i));
       bg = this.#device.createBindGroup({
         layout: this.#layout(kernel).group,
         entries: [
           { binding: 0, resource: { buffer: this.#uniform, size: SLOT } },
-          ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+          ...buffers.map((buffer, i) => ({ binding: bindings[i], resource: { buffer } })),
         ],
       });
       node.set(LEAF, bg);
@@ -1071,6 +1144,17 @@ export class WebGpuBackend implements Backend {
   ): void {
     this.#check();
     if (this.#slots === SLOTS) this.#flush();
+    if (TRIMMED.has(kernel)) {
+      // A variant without the bindings that get a dummy: wgpu's cost per dispatch grows with them.
+      let mask = 0;
+      for (let i = 0; i < buffers.length; i++) {
+        if (buffers[i] !== this.#dummyRead && buffers[i] !== this.#dummyRw) mask |= 1 << i;
+      }
+      if (mask !== (1 << buffers.length) - 1) {
+        kernel = `${kernel}~${mask}`;
+        buffers = buffers.filter((b) => b !== this.#dummyRead && b !== this.#dummyRw);
+      }
+    }
     const pipeline = this.#pipeline(kernel, overrides);
     const bindGroup = this.#bindGroup(kernel, buffers);
     const base = this.#slots * (SLOT / 4);
@@ -1090,7 +1174,7 @@ export class WebGpuBackend implements Backend {
     const names = this.#timestamps?.names;
     if (names) {
       // profiling each dispatch: a pass of its own
-      names.push(kernel);
+      names.push(variantOf(kernel)[0]);
       this.#endPass();
     }
   }
@@ -1235,6 +1319,75 @@ export class WebGpuBackend implements Backend {
     this.#throwIfFailed();
     return bytes;
   }
+}
+
+/** A tile of the tiled kernel, wgsl/gemm.wgsl: its override constants (see the kernel's header). */
+export interface GemmTile {
+  /** rows of x, and of w, per workgroup */
+  BM: number;
+  BN: number;
+  /** rows of x, and of w, per thread */
+  TM: number;
+  TN: number;
+  /** columns per k-tile */
+  BK: number;
+  /** k-slices of threads per workgroup */
+  KS: number;
+}
+
+/**
+ * The tiled kernel takes smaller tiles until it has this many workgroups (one per SM of an H100),
+ * and splits k over slices of threads below twice as many.
+ */
+const GEMM_MIN_GROUPS = 132;
+/**
+ * Threads per workgroup of the tiled kernel, at most: on a fallback (software) adapter fewer, and
+ * k-tiles of 8 columns, because llvmpipe takes seconds to compile each larger tile.
+ */
+const GEMM_MAX_THREADS = 256;
+const GEMM_FALLBACK_THREADS = 64;
+/** Each k-slice of the tiled kernel gets at least this many k-tiles. */
+const GEMM_MIN_TILES = 4;
+
+/**
+ * The tile of the tiled kernel for m rows of x times matrices of `rows` rows and `cols` columns:
+ * BM rows of x per workgroup as few as cover m (8, 16, 32, 64 from 33 rows on), the first tile that
+ * makes GEMM_MIN_GROUPS workgroups (else the one that makes most), then k-slices while workgroups
+ * are few and threads, k-tiles per slice and workgroup memory (`storage` bytes) allow.
+ * (128 x 128 and 128 x 64 tiles were slower than 64 x 64 on an H100 through Vulkan, bench/gemm.ts.)
+ */
+export function gemmTile(
+  m: number,
+  rows: number[],
+  cols: number,
+  storage: number,
+  maxThreads = GEMM_MAX_THREADS,
+): GemmTile {
+  const groups = (bm: number, bn: number) =>
+    Math.ceil(m / bm) * rows.reduce((a, r) => a + Math.ceil(r / bn), 0);
+  // [BM, BN, TM, TN], largest first
+  const options = m <= 8
+    ? [[8, 64, 4, 4], [8, 32, 4, 4]]
+    : m <= 16
+    ? [[16, 64, 4, 4], [16, 32, 4, 4]]
+    : m <= 32
+    ? [[32, 64, 4, 4], [32, 32, 4, 4]]
+    : m <= 64
+    ? [[64, 64, 8, 4], [64, 32, 4, 4], [64, 32, 8, 4]]
+    : [[64, 64, 4, 4], [64, 32, 4, 4], [64, 64, 8, 8], [64, 32, 8, 4]];
+  const fits = options.filter(([bm, bn, tm, tn]) => (bm / tm) * (bn / tn) <= maxThreads);
+  const most = fits.reduce((a, b) => (groups(b[0], b[1]) > groups(a[0], a[1]) ? b : a));
+  const [BM, BN, TM, TN] = fits.find(([bm, bn]) => groups(bm, bn) >= GEMM_MIN_GROUPS) ?? most;
+  const BK = maxThreads <= GEMM_FALLBACK_THREADS ? 8 : 16;
+  const threads = (BM / TM) * (BN / TN);
+  const bytes = (ks: number) => ks * (BK * (BM + BN) * 4 + BM * BK) + BM * 4;
+  let KS = 1;
+  while (
+    groups(BM, BN) < 2 * GEMM_MIN_GROUPS && 2 * KS * threads <= maxThreads &&
+    Math.ceil(cols / BK) >= 2 * KS * GEMM_MIN_TILES &&
+    (2 * KS - 1) * BM * BN <= 2 * KS * BK * (BM + BN) && bytes(2 * KS) <= storage
+  ) KS *= 2;
+  return { BM, BN, TM, TN, BK, KS };
 }
 
 /** Threads per workgroup of a scan whose n states per thread sit in workgroup memory (<= 16 KiB). */

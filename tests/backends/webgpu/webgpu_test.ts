@@ -4,6 +4,7 @@ import { JsBackend } from "../../../src/backends/js/js.ts";
 import {
   createWebGpuBackend,
   fromHalf,
+  gemmTile,
   isFallback,
   probeWebGpu,
   requestAdapter,
@@ -120,6 +121,14 @@ Deno.test({
         ],
         [19, 41, 77, true],
         [70, 130, 75, true],
+        // the tiled kernel (wgsl/gemm.wgsl): m > 32 on more than 256 rows, or a matrix of 4096 rows
+        [33, 301, 45, true],
+        [64, 259, 70, false],
+        [65, 257, 37, true],
+        [512, 263, 24, false],
+        [2, 4101, 257, true],
+        [31, 4099, 29, false],
+        [32, 4096, 40, true],
       ];
       for (const [m, o, i, bias] of shapes) {
         await t.step(
@@ -201,6 +210,35 @@ Deno.test({
         );
       }
 
+      for (const m of [3, 32]) {
+        await t.step(
+          `rmsNorm() -> linear() x2 -> linear() -> add() on the tiled kernel (fused) matches js for m ${m}`,
+          async () => {
+            const [d, o1, o2, o3] = [45, 4100, 37, 4099];
+            const [a, b] = await both(gpu, (be) => ({
+              hidden: be.upload(rand(m * d, 80, -2, 2), [m, d]),
+              nw: be.upload(rand(d, 81), [d]),
+              xn: be.zeros([m, d]),
+              w1: be.uploadMatrix(rand(o1 * d, 82), [o1, d]),
+              w2: be.uploadMatrix(rand(o2 * d, 83), [o2, d]),
+              b2: be.upload(rand(o2, 84), [o2]),
+              y1: be.zeros([m, o1]),
+              y2: be.zeros([m, o2]),
+              w3: be.uploadMatrix(rand(o3 * o2, 85), [o3, o2]),
+              y3: be.zeros([m, o3]),
+              r: be.upload(rand(m * o3, 86), [m, o3]),
+            }), (be, x) => {
+              be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
+              be.linear(x.y1, x.w1, x.xn);
+              be.linear(x.y2, x.w2, x.xn, x.b2);
+              be.linear(x.y3, x.w3, x.y2);
+              be.add(x.r, x.r, x.y3);
+            }, ["xn", "y1", "y2", "y3", "r"]);
+            for (let j = 0; j < a.length; j++) close(a[j], b[j], 5e-5, `fused output ${j}`);
+          },
+        );
+      }
+
       await t.step(
         "rmsNorm() -> linear() -> sample() greedy (fused) matches js, ties to the lowest id",
         async () => {
@@ -225,6 +263,19 @@ Deno.test({
           }
         },
       );
+
+      await t.step("gemmTile() covers m with 8, 16, 32, 64 rows and splits k when workgroups are few", () => {
+        const at = (m: number, rows: number[], cols: number, threads?: number) => {
+          const { BM, BN, KS } = gemmTile(m, rows, cols, 49152, threads);
+          return [BM, BN, KS];
+        };
+        assert.deepEqual(at(2, [50280], 768), [8, 64, 1]);
+        assert.deepEqual(at(9, [50280], 768), [16, 64, 1]);
+        assert.deepEqual(at(32, [50280], 768), [32, 64, 1]);
+        assert.deepEqual(at(512, [1536, 1536], 768), [64, 64, 1]);
+        assert.deepEqual(at(512, [768], 1536), [64, 32, 2]);
+        assert.deepEqual(at(2, [4101], 257, 64), [8, 32, 4]);
+      });
 
       await t.step("conv1dSilu() matches js and carries its state over calls (l 7, 11, 1)", async () => {
         const [b, l, l2, c, k] = [2, 7, 11, 19, 4];
@@ -372,7 +423,7 @@ Deno.test({
       await t.step("f16 matrices: linear() and embed() match js on f16-rounded weights", async () => {
         const f16 = await createWebGpuBackend({ dtype: "f16" });
         try {
-          for (const [m, o, i] of [[1, 29, 43], [2, 64, 768], [9, 33, 21]]) {
+          for (const [m, o, i] of [[1, 29, 43], [2, 64, 768], [9, 33, 21], [3, 4100, 72], [70, 300, 33]]) {
             const w = rand(o * i, 35);
             const x = rand(m * i, 36);
             const js = new JsBackend();

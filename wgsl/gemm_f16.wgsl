@@ -1,0 +1,464 @@
+// gemm_f16: for each of `count` (<= 4) matrices w_j sharing one input x (m >= 2: batched decode, prefill),
+//   xn = has_norm ? x / sqrt(mean(x^2) + eps) * norm_w : x          (per row of x)
+//   out_j[i_m, i_o] = sum_i xn[i_m, i] * w_j[i_o, i] + bias_j[i_o]   (f16 weights, f32 sums)
+//   resid[i_m, i_o] += out_j[i_m, i_o]                              (has_resid, count = 1)
+// The same fusions as matvec (RMSNorm -> several linears on one input -> residual add), for any m.
+// As gemm, with w packed two f16 to a u32, read eight at a time (vec4<u32>) and unpacked with
+// unpack2x16float (no shader-f16 needed); s4 still counts vec4 of f32 per row, s4 even.
+//
+// Register-tiled: a workgroup computes a BM x BN tile of out_j (BM rows of x, BN rows of w_j), each
+// thread a TM x TN block of it (rows 4 * (t_m + q * NTM) + 0..3, columns 4 * (t_o + q * NTO) + 0..3).
+// Each k-tile, BK columns of x and of w_j, is read from memory once per workgroup (the next one into
+// registers while the threads multiply the current one), stored transposed in workgroup memory, and
+// each thread reads TM / 4 + TN / 4 vec4 of it per k for TM * TN multiply-adds. KS slices of NT
+// threads split the k-tiles (slice s takes tiles s, s + KS, ...) and add their sums at the end, so
+// that small tiles (small m) still make workgroups of many threads.
+// With has_norm, x is staged times norm_w, the sums of squares of its rows are taken while staging,
+// and 1 / rms(row) scales the products at the end; the workgroups of the first block of w_0 write xn.
+//
+// | binding | name    | access     | type      | shape                                         |
+// |---------|---------|------------|-----------|-----------------------------------------------|
+// | 0       | p       | uniform    | Params    | o, start, has_bias, m, i, s4, count, ...      |
+// | 1       | x       | read       | f32       | (m, i)                                        |
+// | 2..5    | out_j   | read_write | f32       | (m, o_j)                                      |
+// | 6..9    | w_j     | read       | vec4<u32> | (o_j, s4 / 2): 8 f16 each, zero padded       |
+// | 10..13  | bias_j  | read       | f32       | (o_j), read when has_bias[j] = 1              |
+// | 14      | norm_w  | read       | f32       | (i), read when has_norm = 1                   |
+// | 15      | xn      | read_write | f32       | (m, i), written when has_norm = 1             |
+// | 16      | resid   | read_write | f32       | (m, o_0), updated when has_resid = 1          |
+//
+// Dispatch: at least total * nmb workgroups over x and y, nmb = ceil(m / BM); linear workgroup
+// index g * nmb + (block of rows of x); matrix j owns the g in [start[j], start[j + 1]),
+// start[j + 1] - start[j] = ceil(o_j / BN); total = the g of all matrices.
+// Needs TM, TN in {4, 8}; BK a multiple of 8; at most 8 k-tile loads of x and of w per thread
+// (LX, LW <= 8); KS > 1 only when (KS - 1) * BM * BN <= KS * BK * (BM + BN) (the sums meet in `sh`).
+
+struct Params {
+  o: vec4<u32>,
+  start: vec4<u32>,
+  has_bias: vec4<u32>,
+  m: u32,
+  i: u32,
+  s4: u32,
+  count: u32,
+  has_norm: u32,
+  has_resid: u32,
+  eps: f32,
+  nmb: u32,
+  total: u32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}
+
+override BM: u32 = 64;
+override BN: u32 = 64;
+override TM: u32 = 4;
+override TN: u32 = 4;
+override BK: u32 = 16;
+override KS: u32 = 1;
+// threads along the rows of x, along the rows of w, in one k-slice, in the workgroup
+override NTM: u32 = BM / TM;
+override NTO: u32 = BN / TN;
+override NT: u32 = NTM * NTO;
+override WG: u32 = NT * KS;
+// vec4 of x (vec4<u32> of w) per k-tile, and loads of them per thread
+override XV: u32 = BM * BK / 4u;
+override WV: u32 = BN * BK / 8u;
+override LX: u32 = (XV + NT - 1u) / NT;
+override LW: u32 = (WV + NT - 1u) / NT;
+// vec4 of workgroup memory per k-slice: x tile [k][BM / 4], then w tile [k][BN / 4]
+override SV: u32 = BK * (BM + BN) / 4u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(6) var<storage, read> w0: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read> w1: array<vec4<u32>>;
+@group(0) @binding(8) var<storage, read> w2: array<vec4<u32>>;
+@group(0) @binding(9) var<storage, read> w3: array<vec4<u32>>;
+@group(0) @binding(10) var<storage, read> bias0: array<f32>;
+@group(0) @binding(11) var<storage, read> bias1: array<f32>;
+@group(0) @binding(12) var<storage, read> bias2: array<f32>;
+@group(0) @binding(13) var<storage, read> bias3: array<f32>;
+@group(0) @binding(14) var<storage, read> norm_w: array<f32>;
+@group(0) @binding(15) var<storage, read_write> xn: array<f32>;
+@group(0) @binding(16) var<storage, read_write> resid: array<f32>;
+
+var<workgroup> sh: array<vec4<f32>, KS * SV>;
+var<workgroup> rs: array<f32, KS * XV>;
+var<workgroup> scale: array<f32, BM>;
+
+fn w_at(j: u32, idx: u32) -> vec4<u32> {
+  switch j {
+    case 0u: {
+      return w0[idx];
+    }
+    case 1u: {
+      return w1[idx];
+    }
+    case 2u: {
+      return w2[idx];
+    }
+    default: {
+      return w3[idx];
+    }
+  }
+}
+
+fn bias_at(j: u32, i_o: u32) -> f32 {
+  if (p.has_bias[j] == 0u) {
+    return 0.0;
+  }
+  switch j {
+    case 0u: {
+      return bias0[i_o];
+    }
+    case 1u: {
+      return bias1[i_o];
+    }
+    case 2u: {
+      return bias2[i_o];
+    }
+    default: {
+      return bias3[i_o];
+    }
+  }
+}
+
+fn store(j: u32, idx: u32, v: f32) {
+  switch j {
+    case 0u: {
+      out0[idx] = v;
+    }
+    case 1u: {
+      out1[idx] = v;
+    }
+    case 2u: {
+      out2[idx] = v;
+    }
+    default: {
+      out3[idx] = v;
+    }
+  }
+}
+
+/** x[i_m, i_i .. i_i + 3], zeros past the row or past m. */
+fn x4_at(i_m: u32, i_i: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  if (i_m < p.m) {
+    let base = i_m * p.i;
+    for (var c = 0u; c < 4u; c++) {
+      if (i_i + c < p.i) {
+        v[c] = x[base + i_i + c];
+      }
+    }
+  }
+  return v;
+}
+
+fn nw4_at(i_i: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  for (var c = 0u; c < 4u; c++) {
+    if (i_i + c < p.i) {
+      v[c] = norm_w[i_i + c];
+    }
+  }
+  return v;
+}
+
+/** Whether acc[q] holds sums: q = 8 * qa + 4 * qb + r, qa < TM / 4, qb < TN / 4. */
+fn used(q: u32) -> bool {
+  return q / 8u < TM / 4u && (q % 8u) / 4u < TN / 4u;
+}
+
+/** The place of acc[q] among the TM * TN / 4 vec4 a thread holds. */
+fn packed(q: u32) -> u32 {
+  return (q / 8u) * (TN / 4u) * 4u + q % 8u;
+}
+
+/** A k-slice other than 0 leaves acc[q] of thread tl in `sh`. */
+fn park(q: u32, slice: u32, tl: u32, v: vec4<f32>) {
+  if (used(q)) {
+    sh[((slice - 1u) * (TM * TN / 4u) + packed(q)) * NT + tl] = v;
+  }
+}
+
+/** The sum of acc[q] of thread tl over the k-slices other than 0. */
+fn gather(q: u32, tl: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  if (used(q)) {
+    for (var s = 1u; s < KS; s++) {
+      v += sh[((s - 1u) * (TM * TN / 4u) + packed(q)) * NT + tl];
+    }
+  }
+  return v;
+}
+
+/** Writes acc[q] of this thread: row 4 * (t_m + qa * NTM) + r, columns 4 * (t_o + qb * NTO) + 0..3. */
+fn put(q: u32, v4: vec4<f32>) {
+  if (!used(q)) {
+    return;
+  }
+  let row = 4u * (ep.t_m + (q / 8u) * NTM) + q % 4u;
+  let i_m = ep.m0 + row;
+  if (i_m >= p.m) {
+    return;
+  }
+  var sc = 1.0;
+  if (p.has_norm == 1u) {
+    sc = scale[row];
+  }
+  for (var c = 0u; c < 4u; c++) {
+    let i_o = ep.o0 + 4u * (ep.t_o + ((q % 8u) / 4u) * NTO) + c;
+    if (i_o < ep.o) {
+      let v = v4[c] * sc + bias_at(ep.j, i_o);
+      store(ep.j, i_m * ep.o + i_o, v);
+      if (p.has_resid == 1u) {
+        resid[i_m * ep.o + i_o] += v;
+      }
+    }
+  }
+}
+
+/** Where this thread's tile lies, for put. */
+struct Place {
+  m0: u32,
+  o0: u32,
+  o: u32,
+  j: u32,
+  t_m: u32,
+  t_o: u32,
+}
+
+var<private> ep: Place;
+
+@compute @workgroup_size(WG)
+fn gemm_f16(
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+  // Workgroups that share rows of w (one per block of rows of x) are neighbours, so a weight tile
+  // read from memory by one is found in cache by the others.
+  let wlin = wid.x + wid.y * nwg.x;
+  let g = wlin / p.nmb;
+  if (g >= p.total) {
+    return;
+  }
+  let m0 = (wlin % p.nmb) * BM;
+  var j = 0u;
+  for (var k = 1u; k < p.count; k++) {
+    if (g >= p.start[k]) {
+      j = k;
+    }
+  }
+  let o0 = (g - p.start[j]) * BN;
+  let o = p.o[j];
+  let s4 = p.s4;
+  let slice = lid / NT;
+  let tl = lid % NT;
+  let t_o = tl % NTO;
+  let t_m = tl / NTO;
+  let base = slice * SV;
+  ep = Place(m0, o0, o, j, t_m, t_o);
+
+  var acc: array<vec4<f32>, 16>; // [TM / 4][TN / 4][4]: acc[8 * qa + 4 * qb + r] for row 4 * qa + r, columns 4 * qb ..
+  var px: array<vec4<f32>, 8>; // x loads of the next k-tile
+  var pw: array<vec4<u32>, 8>; // w loads of the next k-tile (8 f16 each)
+  var ss: array<f32, 8>; // sums of squares of the rows this thread stages
+
+  let tiles = (p.i + BK - 1u) / BK;
+  let rounds = (tiles + KS - 1u) / KS;
+  var k0 = slice * BK;
+  for (var q = 0u; q < LX; q++) {
+    let e = tl + q * NT;
+    px[q] = x4_at(m0 + e / (BK / 4u), k0 + 4u * (e % (BK / 4u)));
+  }
+  for (var q = 0u; q < LW; q++) {
+    let e = tl + q * NT;
+    let i_o = o0 + e / (BK / 8u);
+    let k8 = k0 / 8u + e % (BK / 8u);
+    pw[q] = vec4<u32>(0u);
+    if (e < WV && i_o < o && k8 < s4 / 2u) {
+      pw[q] = w_at(j, i_o * (s4 / 2u) + k8);
+    }
+  }
+  for (var t = 0u; t < rounds; t++) {
+    workgroupBarrier();
+    for (var q = 0u; q < LX; q++) {
+      let e = tl + q * NT;
+      if (e < XV) {
+        let r = e / (BK / 4u);
+        let kk = 4u * (e % (BK / 4u));
+        var v = px[q];
+        if (p.has_norm == 1u) {
+          ss[q] += dot(v, v);
+          v *= nw4_at(k0 + kk);
+        }
+        for (var c = 0u; c < 4u; c++) {
+          sh[base + (kk + c) * (BM / 4u) + r / 4u][r % 4u] = v[c];
+        }
+      }
+    }
+    for (var q = 0u; q < LW; q++) {
+      let e = tl + q * NT;
+      if (e < WV) {
+        let r = e / (BK / 8u);
+        let kk = 8u * (e % (BK / 8u));
+        let w8 = pw[q];
+        let lo = vec4<f32>(unpack2x16float(w8.x), unpack2x16float(w8.y));
+        let hi = vec4<f32>(unpack2x16float(w8.z), unpack2x16float(w8.w));
+        for (var c = 0u; c < 4u; c++) {
+          sh[base + BK * BM / 4u + (kk + c) * (BN / 4u) + r / 4u][r % 4u] = lo[c];
+          sh[base + BK * BM / 4u + (kk + 4u + c) * (BN / 4u) + r / 4u][r % 4u] = hi[c];
+        }
+      }
+    }
+    workgroupBarrier();
+    if (t + 1u < rounds) {
+      let k1 = k0 + KS * BK;
+      for (var q = 0u; q < LX; q++) {
+        let e = tl + q * NT;
+        px[q] = x4_at(m0 + e / (BK / 4u), k1 + 4u * (e % (BK / 4u)));
+      }
+      for (var q = 0u; q < LW; q++) {
+        let e = tl + q * NT;
+        let i_o = o0 + e / (BK / 8u);
+        let k8 = k1 / 8u + e % (BK / 8u);
+        pw[q] = vec4<u32>(0u);
+        if (e < WV && i_o < o && k8 < s4 / 2u) {
+          pw[q] = w_at(j, i_o * (s4 / 2u) + k8);
+        }
+      }
+    }
+    // Spelled out with constant indices, so that the sums stay in registers.
+    for (var kk = 0u; kk < BK; kk++) {
+      let xk = base + kk * (BM / 4u) + t_m;
+      let wk = base + BK * BM / 4u + kk * (BN / 4u) + t_o;
+      let a0 = sh[xk];
+      let b0 = sh[wk];
+      acc[0] += a0.x * b0;
+      acc[1] += a0.y * b0;
+      acc[2] += a0.z * b0;
+      acc[3] += a0.w * b0;
+      if (TN == 8u) {
+        let b1 = sh[wk + NTO];
+        acc[4] += a0.x * b1;
+        acc[5] += a0.y * b1;
+        acc[6] += a0.z * b1;
+        acc[7] += a0.w * b1;
+      }
+      if (TM == 8u) {
+        let a1 = sh[xk + NTM];
+        acc[8] += a1.x * b0;
+        acc[9] += a1.y * b0;
+        acc[10] += a1.z * b0;
+        acc[11] += a1.w * b0;
+        if (TN == 8u) {
+          let b1 = sh[wk + NTO];
+          acc[12] += a1.x * b1;
+          acc[13] += a1.y * b1;
+          acc[14] += a1.z * b1;
+          acc[15] += a1.w * b1;
+        }
+      }
+    }
+    k0 += KS * BK;
+  }
+
+  if (p.has_norm == 1u) {
+    for (var q = 0u; q < LX; q++) {
+      let e = tl + q * NT;
+      if (e < XV) {
+        rs[slice * XV + e] = ss[q];
+      }
+    }
+    workgroupBarrier();
+    for (var r = lid; r < BM; r += WG) {
+      var sum = 0.0;
+      for (var s = 0u; s < KS; s++) {
+        for (var c = 0u; c < BK / 4u; c++) {
+          sum += rs[s * XV + r * (BK / 4u) + c];
+        }
+      }
+      scale[r] = 1.0 / sqrt(sum / f32(p.i) + p.eps);
+    }
+    workgroupBarrier();
+    if (g == 0u) {
+      for (var e = lid; e < BM * p.i; e += WG) {
+        let r = e / p.i;
+        let i_i = e % p.i;
+        if (m0 + r < p.m) {
+          let idx = (m0 + r) * p.i + i_i;
+          xn[idx] = x[idx] * scale[r] * norm_w[i_i];
+        }
+      }
+    }
+  }
+
+  // The other k-slices leave their sums in `sh`; slice 0 adds them to its own. (acc is only ever
+  // indexed by constants, here and below, so that it stays in registers.)
+  if (KS > 1u) {
+    workgroupBarrier();
+    if (slice > 0u) {
+      park(0u, slice, tl, acc[0]);
+      park(1u, slice, tl, acc[1]);
+      park(2u, slice, tl, acc[2]);
+      park(3u, slice, tl, acc[3]);
+      park(4u, slice, tl, acc[4]);
+      park(5u, slice, tl, acc[5]);
+      park(6u, slice, tl, acc[6]);
+      park(7u, slice, tl, acc[7]);
+      park(8u, slice, tl, acc[8]);
+      park(9u, slice, tl, acc[9]);
+      park(10u, slice, tl, acc[10]);
+      park(11u, slice, tl, acc[11]);
+      park(12u, slice, tl, acc[12]);
+      park(13u, slice, tl, acc[13]);
+      park(14u, slice, tl, acc[14]);
+      park(15u, slice, tl, acc[15]);
+    }
+    workgroupBarrier();
+    if (slice == 0u) {
+      acc[0] += gather(0u, tl);
+      acc[1] += gather(1u, tl);
+      acc[2] += gather(2u, tl);
+      acc[3] += gather(3u, tl);
+      acc[4] += gather(4u, tl);
+      acc[5] += gather(5u, tl);
+      acc[6] += gather(6u, tl);
+      acc[7] += gather(7u, tl);
+      acc[8] += gather(8u, tl);
+      acc[9] += gather(9u, tl);
+      acc[10] += gather(10u, tl);
+      acc[11] += gather(11u, tl);
+      acc[12] += gather(12u, tl);
+      acc[13] += gather(13u, tl);
+      acc[14] += gather(14u, tl);
+      acc[15] += gather(15u, tl);
+    }
+  }
+  if (slice != 0u) {
+    return;
+  }
+  put(0u, acc[0]);
+  put(1u, acc[1]);
+  put(2u, acc[2]);
+  put(3u, acc[3]);
+  put(4u, acc[4]);
+  put(5u, acc[5]);
+  put(6u, acc[6]);
+  put(7u, acc[7]);
+  put(8u, acc[8]);
+  put(9u, acc[9]);
+  put(10u, acc[10]);
+  put(11u, acc[11]);
+  put(12u, acc[12]);
+  put(13u, acc[13]);
+  put(14u, acc[14]);
+  put(15u, acc[15]);
+}
