@@ -72,21 +72,6 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   ssd_scan: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
 };
 
-/**
- * Kernels dispatched as variants without their unused bindings (those given a dummy buffer, which
- * the kernel then never reads): the hot kernels of decode, where wgpu's encoding cost per binding
- * adds up (on an H100 host ~2.7 us per dispatch with 2 bindings, ~6.5 us with 16).
- */
-const TRIMMED = new Set(["matvec1", "scan_step"]);
-
-/** A kernel name, or a variant "kernel~mask" of it: the kernel and which storage bindings it keeps. */
-function variantOf(kernel: string): [string, (i: number) => boolean] {
-  const at = kernel.indexOf("~");
-  if (at < 0) return [kernel, () => true];
-  const mask = Number(kernel.slice(at + 1));
-  return [kernel.slice(0, at), (i) => (mask & (1 << i)) !== 0];
-}
-
 /** Bytes of one Params slot in the uniform arena (minUniformBufferOffsetAlignment). */
 const SLOT = 256;
 /** Slots per submission; a full arena is submitted. */
@@ -1049,22 +1034,18 @@ export class WebGpuBackend implements Backend {
   #layout(kernel: string) {
     let l = this.#layouts.get(kernel);
     if (!l) {
-      const [base, used] = variantOf(kernel);
       const entries: GPUBindGroupLayoutEntry[] = [
         {
           binding: 0,
           visibility: ShaderStage.COMPUTE,
           buffer: { type: "uniform", hasDynamicOffset: true },
         },
-      ];
-      KERNELS[base].forEach((access, i) => {
-        if (!used(i)) return;
-        entries.push({
+        ...KERNELS[kernel].map((access, i): GPUBindGroupLayoutEntry => ({
           binding: i + 1,
           visibility: ShaderStage.COMPUTE,
           buffer: { type: access === "rw" ? "storage" : "read-only-storage" },
-        });
-      });
+        })),
+      ];
       const group = this.#device.createBindGroupLayout({ entries });
       l = { group, pipeline: this.#device.createPipelineLayout({ bindGroupLayouts: [group] }) };
       this.#layouts.set(kernel, l);
@@ -1075,14 +1056,7 @@ export class WebGpuBackend implements Backend {
   #module(kernel: string): GPUShaderModule {
     let module = this.#modules.get(kernel);
     if (!module) {
-      const [base, used] = variantOf(kernel);
-      // Bindings a variant leaves out become private arrays of one element (never read at run time).
-      const code = SHADERS[base].replace(
-        /@group\(0\) @binding\((\d+)\) var<storage, [a-z_]+> (\w+): (array<.+>);/g,
-        (decl, n, name, type) =>
-          n === "0" || used(Number(n) - 1) ? decl : `var<private> ${name}: ${type.slice(0, -1)}, 1>;`,
-      );
-      module = this.#device.createShaderModule({ code, label: kernel });
+      module = this.#device.createShaderModule({ code: SHADERS[kernel], label: kernel });
       this.#modules.set(kernel, module);
     }
     return module;
@@ -1098,7 +1072,7 @@ export class WebGpuBackend implements Backend {
       p = this.#device.createComputePipeline({
         label: key,
         layout: this.#layout(kernel).pipeline,
-        compute: { module, entryPoint: variantOf(kernel)[0], constants: overrides },
+        compute: { module, entryPoint: kernel, constants: overrides },
       });
       this.#device.popErrorScope().then((err) => {
         if (err) this.#failure ??= `pipeline ${key} failed: ${err.message}`;
@@ -1119,13 +1093,11 @@ export class WebGpuBackend implements Backend {
     }
     let bg = node.get(LEAF) as GPUBindGroup | undefined;
     if (!bg) {
-      const [base, used] = variantOf(kernel);
-      const bindings = KERNELS[base].map((_, i) => i + 1).filter((_, i) => used(i));
       bg = this.#device.createBindGroup({
         layout: this.#layout(kernel).group,
         entries: [
           { binding: 0, resource: { buffer: this.#uniform, size: SLOT } },
-          ...buffers.map((buffer, i) => ({ binding: bindings[i], resource: { buffer } })),
+          ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
         ],
       });
       node.set(LEAF, bg);
@@ -1144,17 +1116,6 @@ export class WebGpuBackend implements Backend {
   ): void {
     this.#check();
     if (this.#slots === SLOTS) this.#flush();
-    if (TRIMMED.has(kernel)) {
-      // A variant without the bindings that get a dummy: wgpu's cost per dispatch grows with them.
-      let mask = 0;
-      for (let i = 0; i < buffers.length; i++) {
-        if (buffers[i] !== this.#dummyRead && buffers[i] !== this.#dummyRw) mask |= 1 << i;
-      }
-      if (mask !== (1 << buffers.length) - 1) {
-        kernel = `${kernel}~${mask}`;
-        buffers = buffers.filter((b) => b !== this.#dummyRead && b !== this.#dummyRw);
-      }
-    }
     const pipeline = this.#pipeline(kernel, overrides);
     const bindGroup = this.#bindGroup(kernel, buffers);
     const base = this.#slots * (SLOT / 4);
@@ -1174,7 +1135,7 @@ export class WebGpuBackend implements Backend {
     const names = this.#timestamps?.names;
     if (names) {
       // profiling each dispatch: a pass of its own
-      names.push(variantOf(kernel)[0]);
+      names.push(kernel);
       this.#endPass();
     }
   }
