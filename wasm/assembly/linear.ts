@@ -496,7 +496,7 @@ function q8at(c: i32, bk: i32, nb: i32): usize {
 }
 
 /** x (m, i) -> xq (m, nb*32) i16, xs (m, nb) f32 with x ~ xq * xs. */
-export function quantize_x(x: usize, xq: usize, xs: usize, m: i32, i: i32): void {
+function quantize_x(x: usize, xq: usize, xs: usize, m: i32, i: i32): void {
   const nb = (i + 31) >> 5;
   const full = i >> 5; // blocks without padding
   const magic = f32x4.splat(12582912.0), bits = i32x4.splat(0x4b400000);
@@ -671,7 +671,10 @@ function unpackQ8(dst: usize, q: usize, s: usize, c0: i32, c1: i32, i: i32): voi
   }
 }
 
-/** q8 weights (see the layout above). Decode needs xq, xs from quantize_x. */
+/**
+ * q8 weights (see the layout above). Decode quantizes x into the thread's scratch first (every thread
+ * the same values, so results do not depend on the threads).
+ */
 export function linear_q8(
   lo: i32,
   hi: i32,
@@ -680,8 +683,6 @@ export function linear_q8(
   q: usize,
   s: usize,
   x: usize,
-  xq: usize,
-  xs: usize,
   bias: usize,
   m: i32,
   o: i32,
@@ -691,6 +692,8 @@ export function linear_q8(
   const nb = (i + 31) >> 5;
   const ss = <usize> nb << 2, ys = <usize> o << 2;
   if (m < TILE_M) {
+    const xq = scr + <usize> tid * SCRATCH, xs = xq + <usize> m * (<usize> nb << 6);
+    quantize_x(x, xq, xs, m, i);
     for (let r = 0; r < m; r++) {
       const yr = y + <usize> r * ys, xqr = xq + <usize> r * (<usize> nb << 6), xsr = xs + <usize> r * ss;
       // four far-apart groups at a time (four memory streams), then the leftover groups one by one
