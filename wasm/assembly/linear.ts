@@ -14,14 +14,14 @@ const TILE_M: i32 = 4;
 const PANEL: i32 = 64;
 
 // @ts-ignore: decorator
-
+@inline
 function tail(s: f32, w: usize, x: usize, i4: i32, i: i32): f32 {
   for (let k = i4; k < i; k++) s += load<f32>(w + (<usize> k << 2)) * load<f32>(x + (<usize> k << 2));
   return s;
 }
 
 // @ts-ignore: decorator
-
+@inline
 function addBias(s: f32, bias: usize, c: i32): f32 {
   return bias ? s + load<f32>(bias + (<usize> c << 2)) : s;
 }
@@ -184,7 +184,7 @@ function tile3x4(y: usize, ys: usize, w: usize, x: usize, bias: usize, c: i32, i
 
 /** Stores four outputs c .. c+4 of one row from their lane sums s, adding the k tail and the bias. */
 // @ts-ignore: decorator
-
+@inline
 function tileOut(
   y: usize,
   w: usize,
@@ -275,7 +275,7 @@ export function linear_f32(
 
 /** f16 bits (sign-extended to i32 lanes) -> f32; finite values only (packing refuses the rest). */
 // @ts-ignore: decorator
-
+@inline
 function half4(h: v128): v128 {
   return f32x4.mul(v128.and(i32x4.shl(h, 13), v128.load(HALF)), v128.load(HALF, 16));
 }
@@ -293,26 +293,26 @@ const HALF = memory.data<u32>([
 ], 16);
 
 // @ts-ignore: decorator
-
+@inline
 function half1(h: u16): f32 {
   const v = <i32> <i16> h;
   return reinterpret<f32>((v << 13) & 0x8fffe000) * <f32> 5.192296858534828e33;
 }
 
 // @ts-ignore: decorator
-
+@inline
 function bf16lo(h: v128): v128 {
   return v128.shuffle<u16>(i16x8.splat(0), h, 0, 8, 1, 9, 2, 10, 3, 11);
 }
 
 // @ts-ignore: decorator
-
+@inline
 function bf16hi(h: v128): v128 {
   return v128.shuffle<u16>(i16x8.splat(0), h, 4, 12, 5, 13, 6, 14, 7, 15);
 }
 
 // @ts-ignore: decorator
-
+@inline
 function bf161(h: u16): f32 {
   return reinterpret<f32>(<u32> h << 16);
 }
@@ -490,7 +490,7 @@ export function linear_bf16(
 
 /** Byte offset of row c's block bk in q (its scale is at s + this / 8). */
 // @ts-ignore: decorator
-
+@inline
 function q8at(c: i32, bk: i32, nb: i32): usize {
   return (((<usize> (c >> 2) * <usize> nb + <usize> bk) << 2) + <usize> (c & 3)) << 5;
 }
@@ -536,7 +536,7 @@ function quantize_x(x: usize, xq: usize, xs: usize, m: i32, i: i32): void {
 
 /** One row's block of 32: i8 weights at q times the i16 activations x0..x3, as an i32x4. */
 // @ts-ignore: decorator
-
+@inline
 function row32(q: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const d0 = i32x4.dot_i16x8_s(v128.load8x8_s(q), x0);
   const d1 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 8), x1);
@@ -547,7 +547,7 @@ function row32(q: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
 
 /** The four rows' sums of one block of the group at qb, scaled: a madd term for the accumulator. */
 // @ts-ignore: decorator
-
+@inline
 function q8block(qb: usize, sv: v128, x0: v128, x1: v128, x2: v128, x3: v128, acc: v128): v128 {
   const r0 = row32(qb, x0, x1, x2, x3), r1 = row32(qb + 32, x0, x1, x2, x3);
   const r2 = row32(qb + 64, x0, x1, x2, x3), r3 = row32(qb + 96, x0, x1, x2, x3);
