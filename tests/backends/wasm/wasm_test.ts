@@ -82,11 +82,16 @@ function linearCase(m: number, o: number, i: number, bias: boolean, seed = 1): C
 
 Deno.test("linear() matches js on odd sizes, as matrix-vector and matrix-matrix", async () => {
   for (
-    const [m, o, i] of [[1, 37, 13], [1, 70, 37], [2, 9, 64], [3, 33, 70], [5, 37, 13], [9, 70, 37], [
-      37,
-      19,
-      70,
-    ]]
+    const [m, o, i] of [
+      [1, 37, 13],
+      [1, 70, 37],
+      [2, 9, 64],
+      [3, 33, 70],
+      [5, 37, 13],
+      [9, 70, 37],
+      [6, 21, 48],
+      [37, 19, 70],
+    ]
   ) {
     await compare(linearCase(m, o, i, true), { tol: 4e-6 });
     await compare(linearCase(m, o, i, false), { tol: 4e-6 });
