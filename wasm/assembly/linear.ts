@@ -3,7 +3,7 @@
 // Every path computes one output the same way, so that results do not depend on tiling or threads:
 // four lane accumulators over k in steps of 4 (madd), summed as hsum, then the k tail in order, then
 // the bias. Small m (decode) streams each weight once: 8 or 4 rows at a time, one accumulator each.
-// Larger m (prefill) uses 4 x 2 register tiles over panels of 16 weight rows. Packed weights (f16,
+// Larger m (prefill) uses 2 x 4 register tiles over panels of 64 weight rows. Packed weights (f16,
 // bf16, q8) are converted in the kernel; for prefill a panel is first unpacked into thread scratch.
 
 import { hsum, hsum4, madd, SCRATCH, storeN } from "./math";
@@ -14,14 +14,14 @@ const TILE_M: i32 = 4;
 const PANEL: i32 = 64;
 
 // @ts-ignore: decorator
-
+@inline
 function tail(s: f32, w: usize, x: usize, i4: i32, i: i32): f32 {
   for (let k = i4; k < i; k++) s += load<f32>(w + (<usize> k << 2)) * load<f32>(x + (<usize> k << 2));
   return s;
 }
 
 // @ts-ignore: decorator
-
+@inline
 function addBias(s: f32, bias: usize, c: i32): f32 {
   return bias ? s + load<f32>(bias + (<usize> c << 2)) : s;
 }
@@ -148,43 +148,9 @@ function dot1x8(y: usize, w: usize, x: usize, bias: usize, c: i32, q: i32, i: i3
   store<f32>(yc + 7 * yq, addBias(tail(f32x4.extract_lane(t, 3), p7, x, i4, i), bias, c + 7 * q));
 }
 
-/**
- * y rows r .. r+3, outputs c .. c+4: a 3 x 4 register tile (twelve accumulators). x points at row r,
- * w at weight row c; ys is y's row stride in bytes.
- */
-function tile3x4(y: usize, ys: usize, w: usize, x: usize, bias: usize, c: i32, i: i32): void {
-  const i4 = i & ~3;
-  const rs = <usize> i << 2;
-  let a00 = f32x4.splat(0), a01 = a00, a02 = a00, a03 = a00;
-  let a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-  let a20 = a00, a21 = a00, a22 = a00, a23 = a00;
-  const w1 = w + rs, w2 = w + 2 * rs, w3 = w + 3 * rs, x1 = x + rs, x2 = x + 2 * rs;
-  for (let o: usize = 0, end = <usize> i4 << 2; o < end; o += 16) {
-    const v0 = v128.load(w + o), v1 = v128.load(w1 + o), v2 = v128.load(w2 + o), v3 = v128.load(w3 + o);
-    const x0v = v128.load(x + o);
-    a00 = madd(v0, x0v, a00);
-    a01 = madd(v1, x0v, a01);
-    a02 = madd(v2, x0v, a02);
-    a03 = madd(v3, x0v, a03);
-    const x1v = v128.load(x1 + o);
-    a10 = madd(v0, x1v, a10);
-    a11 = madd(v1, x1v, a11);
-    a12 = madd(v2, x1v, a12);
-    a13 = madd(v3, x1v, a13);
-    const x2v = v128.load(x2 + o);
-    a20 = madd(v0, x2v, a20);
-    a21 = madd(v1, x2v, a21);
-    a22 = madd(v2, x2v, a22);
-    a23 = madd(v3, x2v, a23);
-  }
-  tileOut(y, w, x, bias, c, i, i4, rs, hsum4(a00, a01, a02, a03));
-  tileOut(y + ys, w, x1, bias, c, i, i4, rs, hsum4(a10, a11, a12, a13));
-  tileOut(y + 2 * ys, w, x2, bias, c, i, i4, rs, hsum4(a20, a21, a22, a23));
-}
-
 /** Stores four outputs c .. c+4 of one row from their lane sums s, adding the k tail and the bias. */
 // @ts-ignore: decorator
-
+@inline
 function tileOut(
   y: usize,
   w: usize,
@@ -197,22 +163,54 @@ function tileOut(
   s: v128,
 ): void {
   const yc = y + (<usize> c << 2);
+  if (i4 == i) { // no k tail: the same sums, added to the bias four at a time
+    v128.store(yc, bias ? f32x4.add(s, v128.load(bias + (<usize> c << 2))) : s);
+    return;
+  }
   store<f32>(yc, addBias(tail(f32x4.extract_lane(s, 0), w, x, i4, i), bias, c));
   store<f32>(yc + 4, addBias(tail(f32x4.extract_lane(s, 1), w + rs, x, i4, i), bias, c + 1));
   store<f32>(yc + 8, addBias(tail(f32x4.extract_lane(s, 2), w + 2 * rs, x, i4, i), bias, c + 2));
   store<f32>(yc + 12, addBias(tail(f32x4.extract_lane(s, 3), w + 3 * rs, x, i4, i), bias, c + 3));
 }
 
+/**
+ * y rows r, r+1, outputs c .. c+4: a 2 x 4 register tile (eight accumulators, four weight rows and
+ * one x row in registers: fifteen fit; a 3 x 4 tile spilled and ran 11% slower). x points at row r,
+ * w at weight row c; ys is y's row stride in bytes.
+ */
+function tile2x4(y: usize, ys: usize, w: usize, x: usize, bias: usize, c: i32, i: i32): void {
+  const i4 = i & ~3;
+  const rs = <usize> i << 2;
+  let a00 = f32x4.splat(0), a01 = a00, a02 = a00, a03 = a00;
+  let a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  const w1 = w + rs, w2 = w + 2 * rs, w3 = w + 3 * rs, x1 = x + rs;
+  for (let o: usize = 0, end = <usize> i4 << 2; o < end; o += 16) {
+    const v0 = v128.load(w + o), v1 = v128.load(w1 + o), v2 = v128.load(w2 + o), v3 = v128.load(w3 + o);
+    const x0v = v128.load(x + o);
+    a00 = madd(v0, x0v, a00);
+    a01 = madd(v1, x0v, a01);
+    a02 = madd(v2, x0v, a02);
+    a03 = madd(v3, x0v, a03);
+    const x1v = v128.load(x1 + o);
+    a10 = madd(v0, x1v, a10);
+    a11 = madd(v1, x1v, a11);
+    a12 = madd(v2, x1v, a12);
+    a13 = madd(v3, x1v, a13);
+  }
+  tileOut(y, w, x, bias, c, i, i4, rs, hsum4(a00, a01, a02, a03));
+  tileOut(y + ys, w, x1, bias, c, i, i4, rs, hsum4(a10, a11, a12, a13));
+}
+
 /** Outputs [c0, c1) of every row, with w pointing at weight row c0 (f32 rows of i). */
 function tiled(y: usize, w: usize, x: usize, bias: usize, m: i32, o: i32, i: i32, c0: i32, c1: i32): void {
   const rs = <usize> i << 2, ys = <usize> o << 2;
   let r = 0;
-  for (; r + 3 <= m; r += 3) {
+  for (; r + 2 <= m; r += 2) {
     const xr = x + <usize> r * rs, yr = y + <usize> r * ys;
     let c = c0;
-    for (; c + 4 <= c1; c += 4) tile3x4(yr, ys, w + <usize> (c - c0) * rs, xr, bias, c, i);
+    for (; c + 4 <= c1; c += 4) tile2x4(yr, ys, w + <usize> (c - c0) * rs, xr, bias, c, i);
     for (; c < c1; c++) {
-      for (let j = 0; j < 3; j++) {
+      for (let j = 0; j < 2; j++) {
         dot1(yr + <usize> j * ys, w + <usize> (c - c0) * rs, xr + <usize> j * rs, bias, c, i);
       }
     }
@@ -275,7 +273,7 @@ export function linear_f32(
 
 /** f16 bits (sign-extended to i32 lanes) -> f32; finite values only (packing refuses the rest). */
 // @ts-ignore: decorator
-
+@inline
 function half4(h: v128): v128 {
   return f32x4.mul(v128.and(i32x4.shl(h, 13), v128.load(HALF)), v128.load(HALF, 16));
 }
@@ -293,26 +291,26 @@ const HALF = memory.data<u32>([
 ], 16);
 
 // @ts-ignore: decorator
-
+@inline
 function half1(h: u16): f32 {
   const v = <i32> <i16> h;
   return reinterpret<f32>((v << 13) & 0x8fffe000) * <f32> 5.192296858534828e33;
 }
 
 // @ts-ignore: decorator
-
+@inline
 function bf16lo(h: v128): v128 {
   return v128.shuffle<u16>(i16x8.splat(0), h, 0, 8, 1, 9, 2, 10, 3, 11);
 }
 
 // @ts-ignore: decorator
-
+@inline
 function bf16hi(h: v128): v128 {
   return v128.shuffle<u16>(i16x8.splat(0), h, 4, 12, 5, 13, 6, 14, 7, 15);
 }
 
 // @ts-ignore: decorator
-
+@inline
 function bf161(h: u16): f32 {
   return reinterpret<f32>(<u32> h << 16);
 }
@@ -490,13 +488,13 @@ export function linear_bf16(
 
 /** Byte offset of row c's block bk in q (its scale is at s + this / 8). */
 // @ts-ignore: decorator
-
+@inline
 function q8at(c: i32, bk: i32, nb: i32): usize {
   return (((<usize> (c >> 2) * <usize> nb + <usize> bk) << 2) + <usize> (c & 3)) << 5;
 }
 
 /** x (m, i) -> xq (m, nb*32) i16, xs (m, nb) f32 with x ~ xq * xs. */
-export function quantize_x(x: usize, xq: usize, xs: usize, m: i32, i: i32): void {
+function quantize_x(x: usize, xq: usize, xs: usize, m: i32, i: i32): void {
   const nb = (i + 31) >> 5;
   const full = i >> 5; // blocks without padding
   const magic = f32x4.splat(12582912.0), bits = i32x4.splat(0x4b400000);
@@ -536,7 +534,7 @@ export function quantize_x(x: usize, xq: usize, xs: usize, m: i32, i: i32): void
 
 /** One row's block of 32: i8 weights at q times the i16 activations x0..x3, as an i32x4. */
 // @ts-ignore: decorator
-
+@inline
 function row32(q: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const d0 = i32x4.dot_i16x8_s(v128.load8x8_s(q), x0);
   const d1 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 8), x1);
@@ -547,7 +545,7 @@ function row32(q: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
 
 /** The four rows' sums of one block of the group at qb, scaled: a madd term for the accumulator. */
 // @ts-ignore: decorator
-
+@inline
 function q8block(qb: usize, sv: v128, x0: v128, x1: v128, x2: v128, x3: v128, acc: v128): v128 {
   const r0 = row32(qb, x0, x1, x2, x3), r1 = row32(qb + 32, x0, x1, x2, x3);
   const r2 = row32(qb + 64, x0, x1, x2, x3), r3 = row32(qb + 96, x0, x1, x2, x3);
@@ -671,7 +669,10 @@ function unpackQ8(dst: usize, q: usize, s: usize, c0: i32, c1: i32, i: i32): voi
   }
 }
 
-/** q8 weights (see the layout above). Decode needs xq, xs from quantize_x. */
+/**
+ * q8 weights (see the layout above). Decode quantizes x into the thread's scratch first (every thread
+ * the same values, so results do not depend on the threads).
+ */
 export function linear_q8(
   lo: i32,
   hi: i32,
@@ -680,8 +681,6 @@ export function linear_q8(
   q: usize,
   s: usize,
   x: usize,
-  xq: usize,
-  xs: usize,
   bias: usize,
   m: i32,
   o: i32,
@@ -691,6 +690,8 @@ export function linear_q8(
   const nb = (i + 31) >> 5;
   const ss = <usize> nb << 2, ys = <usize> o << 2;
   if (m < TILE_M) {
+    const xq = scr + <usize> tid * SCRATCH, xs = xq + <usize> m * (<usize> nb << 6);
+    quantize_x(x, xq, xs, m, i);
     for (let r = 0; r < m; r++) {
       const yr = y + <usize> r * ys, xqr = xq + <usize> r * (<usize> nb << 6), xsr = xs + <usize> r * ss;
       // four far-apart groups at a time (four memory streams), then the leftover groups one by one

@@ -2,7 +2,7 @@
 
 /** a*b + c; fused (relaxed SIMD) in the relaxed build, a multiply and an add otherwise. */
 // @ts-ignore: decorator
-
+@inline
 export function madd(a: v128, b: v128, c: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
   return f32x4.add(f32x4.mul(a, b), c);
@@ -10,7 +10,7 @@ export function madd(a: v128, b: v128, c: v128): v128 {
 
 /** (l0 + l1) + (l2 + l3): the one order every kernel sums lanes in. */
 // @ts-ignore: decorator
-
+@inline
 export function hsum(a: v128): f32 {
   return (f32x4.extract_lane(a, 0) + f32x4.extract_lane(a, 1)) +
     (f32x4.extract_lane(a, 2) + f32x4.extract_lane(a, 3));
@@ -18,7 +18,7 @@ export function hsum(a: v128): f32 {
 
 /** [hsum(a0), hsum(a1), hsum(a2), hsum(a3)], summed in the same order as hsum. */
 // @ts-ignore: decorator
-
+@inline
 export function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
   const u01 = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 2, 6), v128.shuffle<f32>(a0, a1, 1, 5, 3, 7));
   const u23 = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 2, 6), v128.shuffle<f32>(a2, a3, 1, 5, 3, 7));
@@ -157,7 +157,7 @@ const KTAB = memory.data<f32>([
 ], 16);
 
 // @ts-ignore: decorator
-
+@inline
 function kc(i: i32): v128 {
   return v128.load(KTAB + (<usize> i << 4));
 }
@@ -168,7 +168,7 @@ function kc(i: i32): v128 {
  * trunc_sat, which engines expand into long sequences.
  */
 // @ts-ignore: decorator
-
+@inline
 export function exp4(x: v128): v128 {
   x = f32x4.pmin(f32x4.pmax(x, kc(0)), kc(1));
   const magic = kc(2); // 1.5 * 2^23: adding it rounds to an integer
@@ -189,7 +189,7 @@ export function exp4(x: v128): v128 {
 
 /** log(x) per lane for finite x > 0 (cephes-style polynomial). */
 // @ts-ignore: decorator
-
+@inline
 export function log4(x: v128): v128 {
   let e = i32x4.sub(i32x4.shr_u(x, 23), kc(28));
   const m = v128.or(v128.and(x, kc(29)), kc(30)); // [0.5, 1)
@@ -215,7 +215,7 @@ export function log4(x: v128): v128 {
 
 /** softplus as torch computes it: x above 20, else log1p(exp(x)) (compensated for small exp(x)). */
 // @ts-ignore: decorator
-
+@inline
 export function softplus4(x: v128): v128 {
   const e = exp4(x);
   const u = f32x4.add(e, kc(12));
@@ -227,7 +227,7 @@ export function softplus4(x: v128): v128 {
 
 /** x * sigmoid(x) per lane. */
 // @ts-ignore: decorator
-
+@inline
 export function silu4(x: v128): v128 {
   return f32x4.div(x, f32x4.add(kc(12), exp4(f32x4.neg(x))));
 }
@@ -239,7 +239,7 @@ export function softplus1(x: f32): f32 {
 
 /** Stores the first `cnt` lanes of v at p (cnt in 1..4). */
 // @ts-ignore: decorator
-
+@inline
 export function storeN(p: usize, v: v128, cnt: i32): void {
   if (cnt >= 4) {
     v128.store(p, v);

@@ -3,10 +3,19 @@
 
 import { hsum, silu4, storeN } from "./math";
 
-/** out (m, d) = x / sqrt(mean(x^2) + eps) * w; out may alias x. */
-export function rms_norm(out: usize, x: usize, w: usize, eps: f32, m: i32, d: i32): void {
+/** Rows [lo, hi) of out (m, d) = x / sqrt(mean(x^2) + eps) * w; out may alias x. */
+export function rms_norm(
+  lo: i32,
+  hi: i32,
+  _tid: i32,
+  out: usize,
+  x: usize,
+  w: usize,
+  eps: f32,
+  d: i32,
+): void {
   const d4 = d & ~3;
-  for (let r = 0; r < m; r++) {
+  for (let r = lo; r < hi; r++) {
     const xr = x + (<usize> r * <usize> d << 2), or = out + (<usize> r * <usize> d << 2);
     let a = f32x4.splat(0);
     for (let j = 0; j < d4; j += 4) {
@@ -31,34 +40,36 @@ export function rms_norm(out: usize, x: usize, w: usize, eps: f32, m: i32, d: i3
   }
 }
 
-/** out = a + b (n); out may alias a or b. */
-export function add(out: usize, a: usize, b: usize, n: i32): void {
-  const n4 = n & ~3;
-  for (let j = 0; j < n4; j += 4) {
+/** Elements [lo, hi) of out = a + b; out may alias a or b. */
+export function add(lo: i32, hi: i32, _tid: i32, out: usize, a: usize, b: usize): void {
+  let j = lo;
+  for (; j + 4 <= hi; j += 4) {
     const o = <usize> j << 2;
     v128.store(out + o, f32x4.add(v128.load(a + o), v128.load(b + o)));
   }
-  for (let j = n4; j < n; j++) {
+  for (; j < hi; j++) {
     const o = <usize> j << 2;
     store<f32>(out + o, load<f32>(a + o) + load<f32>(b + o));
   }
 }
 
 /**
- * Mamba-2 gated RMSNorm over `total` values: u = y * silu(z); each group of `gs` channels is
+ * Mamba-2 gated RMSNorm, groups [lo, hi) (of gs channels each): u = y * silu(z); each group is
  * normalized and scaled by w (di). out may alias y.
  */
 export function gated_rms_norm(
+  lo: i32,
+  hi: i32,
+  _tid: i32,
   out: usize,
   y: usize,
   z: usize,
   w: usize,
   eps: f32,
   gs: i32,
-  total: i32,
   di: i32,
 ): void {
-  for (let g0 = 0; g0 < total; g0 += gs) {
+  for (let g0 = lo * gs; g0 < hi * gs; g0 += gs) {
     let a = f32x4.splat(0);
     let j = 0;
     for (; j + 4 <= gs; j += 4) {
@@ -93,9 +104,26 @@ export function gated_rms_norm(
   }
 }
 
-/** out (m, d) = table (v, d)[ids[k]] for 16-bit tables (bf: bfloat16, else f16). */
-export function embed16(out: usize, table: usize, ids: usize, m: i32, d: i32, bf: bool): void {
-  for (let r = 0; r < m; r++) {
+/** Rows [lo, hi) of out (m, d) = table (v, d)[ids[r]] for f32 tables. */
+export function embed_f32(lo: i32, hi: i32, _tid: i32, out: usize, table: usize, ids: usize, d: i32): void {
+  const rs = <usize> d << 2;
+  for (let r = lo; r < hi; r++) {
+    memory.copy(out + <usize> r * rs, table + <usize> load<i32>(ids + (<usize> r << 2)) * rs, rs);
+  }
+}
+
+/** Rows [lo, hi) of out (m, d) = table (v, d)[ids[r]] for 16-bit tables (bf: bfloat16, else f16). */
+export function embed16(
+  lo: i32,
+  hi: i32,
+  _tid: i32,
+  out: usize,
+  table: usize,
+  ids: usize,
+  d: i32,
+  bf: bool,
+): void {
+  for (let r = lo; r < hi; r++) {
     const row = table + (<usize> load<i32>(ids + (<usize> r << 2)) * <usize> d << 1);
     const or = out + (<usize> r * <usize> d << 2);
     for (let j = 0; j < d; j++) {
@@ -108,10 +136,19 @@ export function embed16(out: usize, table: usize, ids: usize, m: i32, d: i32, bf
   }
 }
 
-/** out (m, d) = rows of a q8 table (the layout of linear.ts: rows in groups of four, per block). */
-export function embed_q8(out: usize, q: usize, s: usize, ids: usize, m: i32, d: i32): void {
+/** Rows [lo, hi) of out (m, d) from a q8 table (the layout of linear.ts: rows in groups of four, per block). */
+export function embed_q8(
+  lo: i32,
+  hi: i32,
+  _tid: i32,
+  out: usize,
+  q: usize,
+  s: usize,
+  ids: usize,
+  d: i32,
+): void {
   const nb = (d + 31) >> 5;
-  for (let r = 0; r < m; r++) {
+  for (let r = lo; r < hi; r++) {
     const id = load<i32>(ids + (<usize> r << 2));
     const or = out + (<usize> r * <usize> d << 2);
     for (let j = 0; j < d; j++) {
@@ -121,8 +158,15 @@ export function embed_q8(out: usize, q: usize, s: usize, ids: usize, m: i32, d: 
   }
 }
 
+/** out[r] = argmax of row r of x (m, v), for rows [lo, hi); i32 ids. */
+export function argmax_rows(lo: i32, hi: i32, _tid: i32, out: usize, x: usize, v: i32): void {
+  for (let r = lo; r < hi; r++) {
+    store<i32>(out + (<usize> r << 2), argmax(x + <usize> r * (<usize> v << 2), v));
+  }
+}
+
 /** Index of the largest of x (v); the lowest index wins ties; NaN never wins; 0 when none beats -inf. */
-export function argmax(x: usize, v: i32): i32 {
+function argmax(x: usize, v: i32): i32 {
   const v4 = v & ~3;
   let mv = f32x4.splat(-Infinity);
   for (let k = 0; k < v4; k += 4) mv = f32x4.pmax(mv, v128.load(x + (<usize> k << 2)));

@@ -1,5 +1,6 @@
 // The selective scans. Mamba-1: vectorized across channels di (four at a time), the state of those
-// channels gathered into thread scratch for the whole call. Mamba-2 (SSD): one scalar decay per head,
+// channels gathered into thread scratch for the whole call; a single step (decode) instead goes
+// across each channel's n states in place. Mamba-2 (SSD): one scalar decay per head,
 // so each (head, p) row of the state is updated vectorized across n, step by step.
 
 import {
@@ -43,6 +44,10 @@ export function selective_scan(
   scr: usize,
 ): void {
   const ns = <usize> n << 2;
+  if (l == 1 && (n & 3) == 0) {
+    scanStep(lo, hi, y, x, dt, A, B, C, D, z, h, b, di, n);
+    return;
+  }
   // channels per pass: all that fit the scratch for long l; four (everything in L1) for a few steps
   const chunk = l < 8 ? 4 : max(4, <i32> (SCRATCH / 2 / ns) & ~3);
   const hT = scr + <usize> tid * SCRATCH;
@@ -90,6 +95,89 @@ export function selective_scan(
       }
     }
   }
+}
+
+/**
+ * One step (l = 1, n a multiple of 4) of channels [lo, hi): each channel's row of h (n) is updated
+ * four states per v128, with B and C read as rows too, so nothing is transposed; softplus, the D skip
+ * and the gate still go four channels at a time.
+ */
+function scanStep(
+  lo: i32,
+  hi: i32,
+  y: usize,
+  x: usize,
+  dt: usize,
+  A: usize,
+  B: usize,
+  C: usize,
+  D: usize,
+  z: usize,
+  h: usize,
+  b: i32,
+  di: i32,
+  n: i32,
+): void {
+  const ns = <usize> n << 2;
+  for (let ib = 0; ib < b; ib++) {
+    const br = B + <usize> ib * ns, cr = C + <usize> ib * ns;
+    const hb = h + <usize> ib * <usize> di * ns;
+    for (let cc = lo; cc < hi; cc += 4) {
+      const cnt = min(4, hi - cc);
+      const off = (<usize> ib * <usize> di + <usize> cc) << 2;
+      const u = v128.load(x + off);
+      const delta = softplus4(v128.load(dt + off));
+      const du = f32x4.mul(delta, u);
+      const hc = hb + <usize> cc * ns, ac = A + <usize> cc * ns;
+      // lane j of yv: C.h of channel cc + j, its delta and du splatted
+      let yv = f32x4.splat(stateRow(hc, ac, br, cr, ns, lane(delta, 0), lane(du, 0)));
+      if (cnt > 1) {
+        yv = f32x4.replace_lane(yv, 1, stateRow(hc + ns, ac + ns, br, cr, ns, lane(delta, 1), lane(du, 1)));
+      }
+      if (cnt > 2) {
+        yv = f32x4.replace_lane(yv, 2, stateRow(hc + 2 * ns, ac + 2 * ns, br, cr, ns, lane(delta, 2), lane(du, 2)));
+      }
+      if (cnt > 3) {
+        yv = f32x4.replace_lane(yv, 3, stateRow(hc + 3 * ns, ac + 3 * ns, br, cr, ns, lane(delta, 3), lane(du, 3)));
+      }
+      const yo = f32x4.mul(madd(u, v128.load(D + (<usize> cc << 2)), yv), silu4(v128.load(z + off)));
+      storeN(y + off, yo, cnt);
+    }
+  }
+}
+
+/** Lane j of v in every lane. */
+// @ts-ignore: decorator
+@inline
+function lane(v: v128, j: i32): v128 {
+  if (j == 0) return v128.shuffle<f32>(v, v, 0, 0, 0, 0);
+  if (j == 1) return v128.shuffle<f32>(v, v, 1, 1, 1, 1);
+  if (j == 2) return v128.shuffle<f32>(v, v, 2, 2, 2, 2);
+  return v128.shuffle<f32>(v, v, 3, 3, 3, 3);
+}
+
+/** h = exp(delta*A)*h + du*B over one channel's row (ns bytes); returns C.h. */
+// @ts-ignore: decorator
+@inline
+function stateRow(hp: usize, ap: usize, br: usize, cr: usize, ns: usize, delta: v128, du: v128): f32 {
+  let a0 = f32x4.splat(0), a1 = a0;
+  let o: usize = 0;
+  for (; o + 32 <= ns; o += 32) {
+    const e0 = exp4(f32x4.mul(delta, v128.load(ap + o))), e1 = exp4(f32x4.mul(delta, v128.load(ap + o, 16)));
+    const h0 = madd(e0, v128.load(hp + o), f32x4.mul(du, v128.load(br + o)));
+    const h1 = madd(e1, v128.load(hp + o, 16), f32x4.mul(du, v128.load(br + o, 16)));
+    v128.store(hp + o, h0);
+    v128.store(hp + o, h1, 16);
+    a0 = madd(h0, v128.load(cr + o), a0);
+    a1 = madd(h1, v128.load(cr + o, 16), a1);
+  }
+  if (o < ns) {
+    const e0 = exp4(f32x4.mul(delta, v128.load(ap + o)));
+    const h0 = madd(e0, v128.load(hp + o), f32x4.mul(du, v128.load(br + o)));
+    v128.store(hp + o, h0);
+    a0 = madd(h0, v128.load(cr + o), a0);
+  }
+  return hsum(f32x4.add(a0, a1));
 }
 
 /**

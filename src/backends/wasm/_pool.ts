@@ -1,47 +1,132 @@
 /**
- * A pool of workers that share one WebAssembly.Memory with the main thread. The main thread splits a
- * kernel's work into ranges, runs the first range itself and waits (Atomics.wait) for the others, so
- * that ops stay synchronous. Workers spin briefly before sleeping, since decode issues many short
- * kernels back to back.
+ * A pool of workers that share one WebAssembly.Memory with the main thread, running recorded
+ * programs: the backend records its ops as steps (a kernel, a range of work split over the threads,
+ * its arguments) and runs them all at once when it needs a result. Every thread, the main one
+ * included, walks the same list of steps, each doing its own share; a step waits at a barrier for the
+ * others only when it depends on work of another thread (see `add`). One wake-up per program instead of
+ * one per op, and small ops no longer leave a thread idle waiting for the next dispatch.
  *
- * Control block (Int32 words at `ctl`): 0 job generation, 1 workers done, 2 kernel index, 3 stop;
- * 16 + 2t, 17 + 2t: range of thread t. Float64 arguments at ctl + 4096.
+ * Control block (Int32 words at `ctl`): 0 job generation, 1 workers done, 2 steps in the program,
+ * 3 stop, 4 threads asleep at a barrier. Step s: header words HEAD + 4s (kernel, total, grain,
+ * parts | barrier << 16), barrier counter word BAR + s, Float64 arguments at ARGS_AT + 8 * ARGS * s.
  *
  * @module
  */
 
-/** Bytes of the control block. */
-export const CONTROL_BYTES = 8192;
-/** The most threads a pool runs (the control block's range table). */
+/** The most threads a pool runs. */
 export const MAX_THREADS = 64;
-const ARGS_AT = 4096;
-const MAX_ARGS = 24;
-/** Polls before a waiting thread sleeps. */
-const SPIN = 20000;
+/** Steps one program holds; the backend runs the program when it is full. */
+export const MAX_STEPS = 1024;
+/** Arguments of one step after (lo, hi, tid). */
+const ARGS = 24;
+const HEAD = 16;
+const BAR = HEAD + 4 * MAX_STEPS;
+const ARGS_AT = 4 * (BAR + MAX_STEPS);
+/** Bytes of the control block. */
+export const CONTROL_BYTES = ARGS_AT + 8 * ARGS * MAX_STEPS;
+/** Polls at a barrier before a thread sleeps there (a thread descheduled by the OS). */
+const BARRIER_SPIN = 200000;
+/** Milliseconds an idle worker polls for the next program before it sleeps. */
+const IDLE_SPIN_MS = 4;
+
+/**
+ * Runs steps [0, n) of the program as thread `tid` of `threads`. Self-contained (its source is also
+ * the workers'): the range of step s for thread t is the t-th of `parts` near-equal shares of
+ * [0, total) in multiples of `grain`.
+ */
+function runProgram(
+  I: Int32Array,
+  F: Float64Array,
+  fns: ((...a: number[]) => void)[],
+  tid: number,
+  threads: number,
+  n: number,
+  head: number,
+  bar: number,
+  nargs: number,
+  spin: number,
+): void {
+  for (let s = 0; s < n; s++) {
+    const h = head + 4 * s;
+    const flags = I[h + 3];
+    if (flags >> 16) {
+      const b = bar + s;
+      if (Atomics.add(I, b, 1) + 1 === threads) {
+        if (Atomics.load(I, 4) > 0) Atomics.notify(I, b);
+      } else {
+        let spins = 0;
+        for (let v = Atomics.load(I, b); v < threads; v = Atomics.load(I, b)) {
+          if (++spins > spin) {
+            Atomics.add(I, 4, 1);
+            Atomics.wait(I, b, v, 1);
+            Atomics.sub(I, 4, 1);
+          }
+        }
+      }
+    }
+    const parts = flags & 0xffff;
+    if (tid >= parts) continue;
+    const total = I[h + 1], grain = I[h + 2];
+    const units = Math.ceil(total / grain);
+    const lo = Math.min(total, Math.round((units * tid) / parts) * grain);
+    const hi = Math.min(total, Math.round((units * (tid + 1)) / parts) * grain);
+    if (lo >= hi) continue;
+    const a = nargs * s;
+    fns[I[h]](
+      lo,
+      hi,
+      tid,
+      F[a],
+      F[a + 1],
+      F[a + 2],
+      F[a + 3],
+      F[a + 4],
+      F[a + 5],
+      F[a + 6],
+      F[a + 7],
+      F[a + 8],
+      F[a + 9],
+      F[a + 10],
+      F[a + 11],
+      F[a + 12],
+      F[a + 13],
+      F[a + 14],
+      F[a + 15],
+      F[a + 16],
+      F[a + 17],
+      F[a + 18],
+      F[a + 19],
+      F[a + 20],
+      F[a + 21],
+      F[a + 22],
+      F[a + 23],
+    );
+  }
+}
 
 /** The worker's source; it runs as a module worker (Deno, browsers) or an eval worker (Node). */
 const WORKER_SOURCE = `
+const runProgram = ${runProgram.toString()};
 const start = (msg, post) => {
-  const { bytes, memory, ctl, tid, kernels, gen } = msg;
+  const { bytes, memory, ctl, tid, threads, kernels, gen } = msg;
   const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
   const fns = kernels.map((k) => inst.exports[k]);
   const I = new Int32Array(memory.buffer, ctl, ${ARGS_AT / 4});
-  const F = new Float64Array(memory.buffer, ctl + ${ARGS_AT}, ${MAX_ARGS});
+  const F = new Float64Array(memory.buffer, ctl + ${ARGS_AT}, ${ARGS * MAX_STEPS});
   let seen = gen; // jobs already posted are not this worker's; later ones are
   post("ready");
   for (;;) {
     let g = Atomics.load(I, 0);
-    for (let spins = 0; g === seen; spins++) {
-      if (spins > ${SPIN}) Atomics.wait(I, 0, seen);
-      g = Atomics.load(I, 0);
+    if (g === seen) {
+      const until = performance.now() + ${IDLE_SPIN_MS};
+      for (let spins = 1; g === seen; spins++) {
+        if ((spins & 1023) === 0 && performance.now() > until) Atomics.wait(I, 0, seen);
+        g = Atomics.load(I, 0);
+      }
     }
     seen = g;
     if (Atomics.load(I, 3)) return;
-    const lo = I[16 + 2 * tid], hi = I[17 + 2 * tid];
-    if (lo < hi) {
-      fns[I[2]](lo, hi, tid, F[0], F[1], F[2], F[3], F[4], F[5], F[6], F[7], F[8], F[9], F[10], F[11],
-        F[12], F[13], F[14], F[15], F[16], F[17], F[18], F[19], F[20], F[21], F[22], F[23]);
-    }
+    runProgram(I, F, fns, tid, threads, I[2], ${HEAD}, ${BAR}, ${ARGS}, ${BARRIER_SPIN});
     Atomics.add(I, 1, 1);
     Atomics.notify(I, 1);
   }
@@ -104,13 +189,48 @@ async function spawn(): Promise<{ worker: AnyWorker; ready: Promise<void>; send(
   return { worker, ready, send: (m) => worker.postMessage(m) };
 }
 
-/** Workers over one shared memory, running kernels split by ranges. */
+/**
+ * A byte range a step reads or writes. With `unit`, a step's range [lo, hi) touches only bytes
+ * [lo * unit, hi * unit) of each of the `bytes / stride` rows of `stride` bytes starting at `ptr`
+ * (a thread's share of columns, channels or rows); without, all of it.
+ */
+export interface Access {
+  ptr: number;
+  bytes: number;
+  write: boolean;
+  unit?: number;
+  stride?: number;
+}
+
+/** An access of a recorded step, with the step's split (total, grain, parts). */
+interface Held extends Access {
+  total: number;
+  grain: number;
+  parts: number;
+}
+
+/**
+ * Whether two accesses of steps with no barrier between them are safe: they touch no common byte, or
+ * both only read, or every thread touches the common bytes in both (both steps on thread 0 alone, or
+ * the same split of the same rows).
+ */
+function safe(a: Held, b: Held): boolean {
+  if (!(a.write || b.write) || a.ptr + a.bytes <= b.ptr || b.ptr + b.bytes <= a.ptr) return true;
+  if (a.parts === 1 && b.parts === 1) return true;
+  return !!a.unit && a.unit === b.unit && a.ptr === b.ptr && a.stride === b.stride && a.total === b.total &&
+    a.grain === b.grain && a.parts === b.parts;
+}
+
+/** Workers over one shared memory, running recorded programs of kernel steps. */
 export class Pool {
   readonly threads: number;
   #workers: AnyWorker[] = [];
   #I: Int32Array;
   #F: Float64Array;
   #fns: ((...a: number[]) => void)[];
+  #steps = 0;
+  /** accesses of the steps since the last barrier */
+  #held: Held[] = [];
 
   private constructor(
     threads: number,
@@ -120,13 +240,13 @@ export class Pool {
   ) {
     this.threads = threads;
     this.#I = new Int32Array(memory.buffer, ctl, ARGS_AT / 4);
-    this.#F = new Float64Array(memory.buffer, ctl + ARGS_AT, MAX_ARGS);
+    this.#F = new Float64Array(memory.buffer, ctl + ARGS_AT, ARGS * MAX_STEPS);
     this.#fns = fns;
   }
 
   /**
    * A pool of `threads` (the main thread included) running `kernels` (export names) of the module
-   * `bytes` over `memory`, whose control block starts at byte `ctl`.
+   * `bytes` over `memory`, whose control block (CONTROL_BYTES) starts at byte `ctl`.
    */
   static async create(
     threads: number,
@@ -142,7 +262,7 @@ export class Pool {
       for (let t = 1; t < threads; t++) {
         const w = await spawn();
         pool.#workers.push(w.worker);
-        w.send({ bytes, memory, ctl, tid: t, kernels, gen: Atomics.load(pool.#I, 0) });
+        w.send({ bytes, memory, ctl, tid: t, threads, kernels, gen: Atomics.load(pool.#I, 0) });
         await w.ready;
       }
     } catch (e) {
@@ -152,41 +272,71 @@ export class Pool {
     return pool;
   }
 
+  /** Steps recorded and not run yet. */
+  get pending(): number {
+    return this.#steps;
+  }
+
   /**
-   * Runs kernel `k` over [0, total) split into ranges that are multiples of `grain`, with `args`
-   * after (lo, hi, tid). Returns when every thread is done. `threads` caps the split (small work).
+   * Records kernel `k` over [0, total), split into `parts` ranges that are multiples of `grain`
+   * (capped by the threads and the units), with `args` after (lo, hi, tid). `acc` lists what it
+   * reads and writes: a barrier goes before the step when it touches what another thread may still
+   * be writing, or writes what another thread may still be reading.
    */
-  run(k: number, total: number, grain: number, args: number[], threads = this.threads): void {
-    const units = Math.ceil(total / grain);
-    const parts = Math.max(1, Math.min(threads, this.threads, units));
-    const fn = this.#fns[k];
-    if (parts === 1 || this.#workers.length === 0) {
-      fn(0, total, 0, ...args);
-      return;
+  add(k: number, total: number, grain: number, parts: number, args: number[], acc: Access[]): void {
+    if (this.#steps === MAX_STEPS) this.flush();
+    parts = Math.max(1, Math.min(parts, this.threads, Math.ceil(total / grain)));
+    const mine = acc as Held[];
+    let barrier = false;
+    for (const m of mine) {
+      m.total = total;
+      m.grain = grain;
+      m.parts = parts;
+      for (const h of this.#held) barrier ||= !safe(m, h);
     }
+    if (barrier) this.#held = mine;
+    else this.#held.push(...mine);
+    const s = this.#steps++;
+    const h = HEAD + 4 * s;
     const I = this.#I;
-    for (let t = 0; t < this.threads; t++) {
-      const lo = t < parts ? Math.min(total, Math.round((units * t) / parts) * grain) : 0;
-      const hi = t < parts ? Math.min(total, Math.round((units * (t + 1)) / parts) * grain) : 0;
-      I[16 + 2 * t] = lo;
-      I[17 + 2 * t] = hi;
-    }
-    this.#F.set(args);
-    I[2] = k;
+    I[h] = k;
+    I[h + 1] = total;
+    I[h + 2] = grain;
+    I[h + 3] = parts | ((barrier ? 1 : 0) << 16);
+    I[BAR + s] = 0;
+    this.#F.set(args, ARGS * s);
+  }
+
+  /** Runs the recorded steps on every thread; returns when all are done. */
+  flush(): void {
+    const n = this.#steps;
+    if (n === 0) return;
+    this.#steps = 0;
+    this.#held = [];
+    const I = this.#I;
+    I[2] = n;
     Atomics.store(I, 1, 0);
     Atomics.add(I, 0, 1);
     Atomics.notify(I, 0);
-    if (I[17] > I[16]) fn(I[16], I[17], 0, ...args);
-    const n = this.#workers.length;
-    let done = Atomics.load(I, 1);
-    for (let spins = 0; done < n; spins++) {
-      if (spins > SPIN) Atomics.wait(I, 1, done);
-      done = Atomics.load(I, 1);
+    try {
+      runProgram(I, this.#F, this.#fns, 0, this.threads, n, HEAD, BAR, ARGS, BARRIER_SPIN);
+    } catch (e) {
+      for (let s = 0; s < n; s++) Atomics.store(I, BAR + s, this.threads); // let the workers finish
+      throw e;
+    } finally {
+      const workers = this.#workers.length;
+      let done = Atomics.load(I, 1);
+      for (let spins = 0; done < workers; spins++) {
+        if (spins > BARRIER_SPIN) Atomics.wait(I, 1, done, 1);
+        done = Atomics.load(I, 1);
+      }
     }
   }
 
   /** Stops and terminates the workers. */
   close(): void {
+    this.#steps = 0;
+    this.#held = [];
     if (this.#workers.length === 0) return;
     Atomics.store(this.#I, 3, 1);
     Atomics.add(this.#I, 0, 1);

@@ -26,7 +26,7 @@ import { BackendError } from "../../errors.ts";
 import { sampleRows } from "../../generate/sampler.ts";
 import { decodeBase64 } from "./_base64.ts";
 import { RELAXED_WASM, SIMD_WASM } from "./_kernels.ts";
-import { CONTROL_BYTES, MAX_THREADS, Pool, threadsAvailable } from "./_pool.ts";
+import { type Access, CONTROL_BYTES, MAX_THREADS, Pool, threadsAvailable } from "./_pool.ts";
 
 /** Options of the wasm backend. */
 export interface WasmOptions {
@@ -49,8 +49,8 @@ export const MAX_MEMORY_BYTES = 65536 * PAGE;
 const SCRATCH = 1 << 20;
 const ALIGN = 64;
 
-/** Kernels the pool can split, by index. */
-const PARALLEL = [
+/** The kernels ops run, by index: each takes (lo, hi, tid) first, its share of the work. */
+const KERNELS = [
   "linear_f32",
   "linear_f16",
   "linear_bf16",
@@ -59,30 +59,21 @@ const PARALLEL = [
   "selective_scan",
   "ssd_scan",
   "bw_sum",
+  "rms_norm",
+  "add",
+  "gated_rms_norm",
+  "embed_f32",
+  "embed16",
+  "embed_q8",
+  "argmax_rows",
 ] as const;
-const K = Object.fromEntries(PARALLEL.map((k, i) => [k, i])) as Record<(typeof PARALLEL)[number], number>;
+const K = Object.fromEntries(KERNELS.map((k, i) => [k, i])) as Record<(typeof KERNELS)[number], number>;
 
-/** Multiply-adds below which a kernel runs on the calling thread alone. */
-const PARALLEL_MIN_WORK = 1 << 15;
+/** Work (multiply-adds or so) below which a step runs on one thread. */
+const PARALLEL_MIN_WORK = 1 << 13;
 
 interface Exports {
   heap_base(): number;
-  rms_norm(out: number, x: number, w: number, eps: number, m: number, d: number): void;
-  add(out: number, a: number, b: number, n: number): void;
-  gated_rms_norm(
-    out: number,
-    y: number,
-    z: number,
-    w: number,
-    eps: number,
-    gs: number,
-    total: number,
-    di: number,
-  ): void;
-  embed16(out: number, table: number, ids: number, m: number, d: number, bf: number): void;
-  embed_q8(out: number, q: number, s: number, ids: number, m: number, d: number): void;
-  argmax(x: number, v: number): number;
-  quantize_x(x: number, xq: number, xs: number, m: number, i: number): void;
   pack_f16(dst: number, src: number, n: number): number;
   pack_bf16(dst: number, src: number, n: number): void;
   pack_q8(q: number, s: number, src: number, o: number, i: number): void;
@@ -283,8 +274,26 @@ export async function createWasmBackend(opts: WasmOptions = {}, config?: ModelCo
   const scratch = ctl + CONTROL_BYTES;
   const heap = scratch + threads * SCRATCH;
   const be = new WasmBackend(dtype, memory, ex, instance, ctl, scratch, heap, relaxed);
-  if (threads > 1) be.pool = await Pool.create(threads, bytes, instance, memory, ctl, [...PARALLEL]);
+  if (threads > 1) be.pool = await Pool.create(threads, bytes, instance, memory, ctl, [...KERNELS]);
   return be;
+}
+
+/** All of a tensor, read (write: false); for a write, see part. */
+function whole(x: Tensor): Access {
+  return { ptr: t(x).ptr, bytes: t(x).bytes, write: false };
+}
+
+/**
+ * A tensor of `rows` rows, of which a step's share [lo, hi) touches bytes [lo * unit, hi * unit) of
+ * every row; written unless `read` is 1.
+ */
+function part(x: Tensor, read: 0 | 1, rows: number, unit: number): Access {
+  return { ptr: t(x).ptr, bytes: t(x).bytes, write: read === 0, unit, stride: t(x).bytes / rows };
+}
+
+/** The scales of a q8 matrix, read; none for other packings. */
+function scales(x: WasmTensor): Access[] {
+  return x.scaleBytes ? [{ ptr: x.scales, bytes: x.scaleBytes, write: false }] : [];
 }
 
 function align(n: number): number {
@@ -295,7 +304,10 @@ function align(n: number): number {
 export class WasmBackend implements Backend {
   readonly name = "wasm" as const;
   readonly stepsPerRead = 1;
-  /** the threads kernels are split over (1: the calling thread alone) */
+  /**
+   * the threads kernels are split over (none: the calling thread alone, running each op at once);
+   * with a pool, ops are recorded and run as one program when a result is needed
+   */
   pool?: Pool;
   #memory: WebAssembly.Memory;
   #ex: Exports;
@@ -306,7 +318,6 @@ export class WasmBackend implements Backend {
   #u8!: Uint8Array;
   #f32!: Float32Array;
   #i32!: Int32Array;
-  #xq?: { ptr: number; bytes: number };
   #disposed = false;
 
   constructor(
@@ -322,7 +333,7 @@ export class WasmBackend implements Backend {
   ) {
     this.#memory = memory;
     this.#ex = ex;
-    this.#fns = PARALLEL.map((k) => instance.exports[k] as (...a: number[]) => void);
+    this.#fns = KERNELS.map((k) => instance.exports[k] as (...a: number[]) => void);
     this.#scratch = scratch;
     this.#top = heap;
     void ctl;
@@ -377,9 +388,19 @@ export class WasmBackend implements Backend {
     else this.#free.set(size, [ptr]);
   }
 
-  #run(k: number, total: number, grain: number, work: number, args: number[]): void {
-    if (this.pool && work >= PARALLEL_MIN_WORK) this.pool.run(k, total, grain, args);
-    else this.#fns[k](0, total, 0, ...args);
+  /**
+   * Kernel k over [0, total) in shares that are multiples of `grain`: recorded in the pool's program
+   * (split when `work` is large enough), or run at once without a pool. `acc`: what it reads and writes.
+   */
+  #run(k: number, total: number, grain: number, work: number, args: number[], acc: Access[]): void {
+    if (this.pool) {
+      this.pool.add(k, total, grain, work >= PARALLEL_MIN_WORK ? this.pool.threads : 1, args, acc);
+    } else this.#fns[k](0, total, 0, ...args);
+  }
+
+  /** Runs the recorded ops: before anything reads or writes memory from JavaScript. */
+  #flush(): void {
+    this.pool?.flush();
   }
 
   uploadMatrix(data: Float32Array, shape: Shape): Tensor {
@@ -436,22 +457,26 @@ export class WasmBackend implements Backend {
   }
 
   write(x: Tensor, data: Float32Array | Int32Array, offset = 0): void {
+    this.#flush();
     const view = data instanceof Int32Array ? this.#i32 : this.#f32;
     view.set(data, t(x).ptr / 4 + offset);
   }
 
   copy(dst: Tensor, src: Tensor, dstOffset = 0, srcOffset = 0, length?: number): void {
+    this.#flush();
     const n = length ?? numel(src.shape) - srcOffset;
     const s = t(src).ptr + srcOffset * 4;
     this.#u8.copyWithin(t(dst).ptr + dstOffset * 4, s, s + n * 4);
   }
 
   read(x: Tensor): Promise<Float32Array> {
+    this.#flush();
     const p = t(x).ptr / 4;
     return Promise.resolve(this.#f32.slice(p, p + numel(x.shape)));
   }
 
   readIds(x: Tensor): Promise<Int32Array> {
+    this.#flush();
     const p = t(x).ptr / 4;
     return Promise.resolve(this.#i32.slice(p, p + numel(x.shape)));
   }
@@ -459,6 +484,7 @@ export class WasmBackend implements Backend {
   free(x: Tensor): void {
     const w = t(x);
     if (w.ptr < 0) return;
+    this.#flush(); // recorded ops may still use it
     this.#release(w.ptr, w.bytes);
     if (w.scaleBytes) this.#release(w.scales, w.scaleBytes);
     w.ptr = -1;
@@ -469,23 +495,30 @@ export class WasmBackend implements Backend {
     const d = table.shape[1];
     const m = numel(out.shape) / d;
     const o = t(out).ptr, idp = t(ids).ptr + idsOffset * 4;
-    if (tab.packed === "f32") {
-      const i32 = this.#i32, u8 = this.#u8;
-      for (let r = 0; r < m; r++) {
-        const row = tab.ptr + i32[idp / 4 + r] * d * 4;
-        u8.copyWithin(o + r * d * 4, row, row + d * 4);
-      }
-    } else if (tab.packed === "q8") this.#ex.embed_q8(o, tab.ptr, tab.scales, idp, m, d);
-    else this.#ex.embed16(o, tab.ptr, idp, m, d, tab.packed === "bf16" ? 1 : 0);
+    const acc = [part(out, 0, m, d * 4), whole(table), whole(ids), ...scales(tab)];
+    if (tab.packed === "f32") this.#run(K.embed_f32, m, 1, m * d, [o, tab.ptr, idp, d], acc);
+    else if (tab.packed === "q8") {
+      this.#run(K.embed_q8, m, 1, m * d * 8, [o, tab.ptr, tab.scales, idp, d], acc);
+    } else this.#run(K.embed16, m, 1, m * d * 4, [o, tab.ptr, idp, d, tab.packed === "bf16" ? 1 : 0], acc);
   }
 
   rmsNorm(out: Tensor, x: Tensor, w: Tensor, eps: number): void {
     const d = x.shape[x.shape.length - 1];
-    this.#ex.rms_norm(t(out).ptr, t(x).ptr, t(w).ptr, eps, numel(x.shape) / d, d);
+    const m = numel(x.shape) / d;
+    this.#run(K.rms_norm, m, 1, m * d * 2, [t(out).ptr, t(x).ptr, t(w).ptr, eps, d], [
+      part(out, 0, m, d * 4),
+      part(x, 1, m, d * 4),
+      whole(w),
+    ]);
   }
 
   add(out: Tensor, a: Tensor, b: Tensor): void {
-    this.#ex.add(t(out).ptr, t(a).ptr, t(b).ptr, numel(out.shape));
+    const n = numel(out.shape);
+    this.#run(K.add, n, 64, n, [t(out).ptr, t(a).ptr, t(b).ptr], [
+      part(out, 0, 1, 4),
+      part(a, 1, 1, 4),
+      part(b, 1, 1, 4),
+    ]);
   }
 
   linear(out: Tensor, w: Tensor, x: Tensor, bias?: Tensor): void {
@@ -494,47 +527,32 @@ export class WasmBackend implements Backend {
     const m = numel(x.shape) / i;
     const y = t(out).ptr, xp = t(x).ptr, bp = bias ? t(bias).ptr : 0;
     const work = m * o * i;
+    // each thread writes its columns of y (m, o)
+    const acc = [part(out, 0, m, 4), whole(w), ...scales(wt), whole(x), ...(bias ? [whole(bias)] : [])];
     switch (wt.packed) {
       case "f32":
-        return this.#run(K.linear_f32, o, 8, work, [y, wt.ptr, xp, bp, m, o, i]);
+        return this.#run(K.linear_f32, o, 8, work, [y, wt.ptr, xp, bp, m, o, i], acc);
       case "f16":
-        return this.#run(K.linear_f16, o, 8, work, [y, wt.ptr, xp, bp, m, o, i, this.#scratch]);
+        return this.#run(K.linear_f16, o, 8, work, [y, wt.ptr, xp, bp, m, o, i, this.#scratch], acc);
       case "bf16":
-        return this.#run(K.linear_bf16, o, 8, work, [y, wt.ptr, xp, bp, m, o, i, this.#scratch]);
-      case "q8": {
-        const nb = Math.ceil(i / 32);
-        let xq = 0, xs = 0;
-        if (m < 4) {
-          const need = m * nb * 68;
-          if (!this.#xq || this.#xq.bytes < need) {
-            if (this.#xq) this.#release(this.#xq.ptr, this.#xq.bytes);
-            this.#xq = { ptr: this.#alloc(need), bytes: need };
-          }
-          xq = this.#xq.ptr;
-          xs = xq + m * nb * 64;
-          this.#ex.quantize_x(xp, xq, xs, m, i);
-        }
-        return this.#run(K.linear_q8, o, 8, work, [
-          y,
-          wt.ptr,
-          wt.scales,
-          xp,
-          xq,
-          xs,
-          bp,
-          m,
+        return this.#run(K.linear_bf16, o, 8, work, [y, wt.ptr, xp, bp, m, o, i, this.#scratch], acc);
+      case "q8":
+        return this.#run(
+          K.linear_q8,
           o,
-          i,
-          this.#scratch,
-        ]);
-      }
+          8,
+          work,
+          [y, wt.ptr, wt.scales, xp, bp, m, o, i, this.#scratch],
+          acc,
+        );
     }
   }
 
   conv1dSilu(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | undefined, state: Tensor): void {
     const [b, l, c] = x.shape;
     const k = w.shape[1];
-    this.#run(K.conv1d_silu, c, 4, b * l * c * k * 2, [
+    // each thread its channels: of every time step of out and x, of every sequence's state
+    this.#run(K.conv1d_silu, c, 8, b * l * c * k * 2, [
       t(out).ptr,
       t(x).ptr,
       t(w).ptr,
@@ -545,13 +563,20 @@ export class WasmBackend implements Backend {
       c,
       k,
       this.#scratch,
+    ], [
+      part(out, 0, b * l, 4),
+      part(x, 1, b * l, 4),
+      part(state, 0, b, (k - 1) * 4),
+      whole(w),
+      ...(bias ? [whole(bias)] : []),
     ]);
   }
 
   selectiveScan(a: ScanArgs): void {
     const [b, l, di] = a.x.shape;
     const n = a.A.shape[1];
-    this.#run(K.selective_scan, di, 4, b * l * di * n * 8, [
+    // each thread its channels: of y, x, dt, z at every step, and of the state
+    this.#run(K.selective_scan, di, 8, b * l * di * n * 8, [
       t(a.y).ptr,
       t(a.x).ptr,
       t(a.dt).ptr,
@@ -566,6 +591,16 @@ export class WasmBackend implements Backend {
       di,
       n,
       this.#scratch,
+    ], [
+      part(a.y, 0, b * l, 4),
+      part(a.x, 1, b * l, 4),
+      part(a.dt, 1, b * l, 4),
+      part(a.z, 1, b * l, 4),
+      part(a.h, 0, b, n * 4),
+      whole(a.A),
+      whole(a.B),
+      whole(a.C),
+      whole(a.D),
     ]);
   }
 
@@ -590,29 +625,39 @@ export class WasmBackend implements Backend {
       n,
       a.dtMin,
       a.dtMax,
+    ], [
+      { ...whole(a.y), write: true },
+      { ...whole(a.state), write: true },
+      ...[a.x, a.dt, a.dtBias, a.A, a.B, a.C, a.D].map(whole),
     ]);
   }
 
   gatedRmsNorm(out: Tensor, y: Tensor, z: Tensor, w: Tensor, eps: number, groupSize: number): void {
-    this.#ex.gated_rms_norm(
+    const total = numel(y.shape), groups = total / groupSize;
+    this.#run(K.gated_rms_norm, groups, 1, total * 8, [
       t(out).ptr,
       t(y).ptr,
       t(z).ptr,
       t(w).ptr,
       eps,
       groupSize,
-      numel(y.shape),
       w.shape[0],
-    );
+    ], [
+      part(out, 0, 1, groupSize * 4),
+      part(y, 1, 1, groupSize * 4),
+      part(z, 1, 1, groupSize * 4),
+      whole(w),
+    ]);
   }
 
   sample(a: SampleArgs): void {
     const [b, v] = a.logits.shape;
     const lp = t(a.logits).ptr, op = t(a.out).ptr / 4 + a.outRow * b;
     if (a.params.temperature <= 0 && !a.seen) { // plain greedy: an argmax kernel per row
-      for (let i = 0; i < b; i++) this.#i32[op + i] = this.#ex.argmax(lp + i * v * 4, v);
-      return;
+      const out = { ptr: op * 4, bytes: b * 4, write: true };
+      return this.#run(K.argmax_rows, b, 1, b * v, [op * 4, lp, v], [out, whole(a.logits)]);
     }
+    this.#flush();
     const ids = new Int32Array(b);
     const logits = this.#f32.subarray(lp / 4, lp / 4 + b * v);
     const seen = a.seen ? this.#f32.subarray(t(a.seen).ptr / 4, t(a.seen).ptr / 4 + b * v) : undefined;
@@ -625,10 +670,14 @@ export class WasmBackend implements Backend {
    * returns the bytes read per second.
    */
   bandwidth(bytes: number, rounds: number): number {
+    this.#flush();
     const lines = Math.floor(bytes / 64);
     const buf = this.#alloc(lines * 64);
     this.#u8.fill(1, buf, buf + lines * 64);
-    const run = () => this.#run(K.bw_sum, lines, 1024, Infinity, [buf, this.#scratch]);
+    const run = () => {
+      this.#run(K.bw_sum, lines, 1024, Infinity, [buf, this.#scratch], []);
+      this.#flush();
+    };
     run();
     const t0 = performance.now();
     for (let r = 0; r < rounds; r++) run();
@@ -640,6 +689,7 @@ export class WasmBackend implements Backend {
   dispose(): Promise<void> {
     if (!this.#disposed) {
       this.#disposed = true;
+      this.#flush();
       this.pool?.close();
       this.pool = undefined;
       this.#free.clear();

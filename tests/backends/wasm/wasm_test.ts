@@ -82,11 +82,16 @@ function linearCase(m: number, o: number, i: number, bias: boolean, seed = 1): C
 
 Deno.test("linear() matches js on odd sizes, as matrix-vector and matrix-matrix", async () => {
   for (
-    const [m, o, i] of [[1, 37, 13], [1, 70, 37], [2, 9, 64], [3, 33, 70], [5, 37, 13], [9, 70, 37], [
-      37,
-      19,
-      70,
-    ]]
+    const [m, o, i] of [
+      [1, 37, 13],
+      [1, 70, 37],
+      [2, 9, 64],
+      [3, 33, 70],
+      [5, 37, 13],
+      [9, 70, 37],
+      [6, 21, 48],
+      [37, 19, 70],
+    ]
   ) {
     await compare(linearCase(m, o, i, true), { tol: 4e-6 });
     await compare(linearCase(m, o, i, false), { tol: 4e-6 });
@@ -207,7 +212,17 @@ function scanCase(b: number, l: number, di: number, n: number): Case {
 }
 
 Deno.test("selectiveScan() matches js, one step and prefill, odd sizes", async () => {
-  for (const [b, l, di, n] of [[1, 1, 70, 13], [2, 1, 37, 16], [1, 7, 70, 13], [2, 5, 12, 4], [1, 3, 9, 1]]) {
+  for (
+    const [b, l, di, n] of [
+      [1, 1, 70, 13],
+      [2, 1, 37, 16],
+      [1, 1, 9, 4],
+      [2, 1, 70, 12],
+      [1, 7, 70, 13],
+      [2, 5, 12, 4],
+      [1, 3, 9, 1],
+    ]
+  ) {
     await compare(scanCase(b, l, di, n), { tol: 1e-5 });
   }
 });
@@ -299,6 +314,47 @@ Deno.test("threads 1 and 2 give identical results", async () => {
       const two = await compare(c, { threads: 2, dtype, tol: dtype === "f32" ? 1e-5 : 5e-2 });
       one.forEach((x, k) => assert.deepEqual(two[k], x));
     }
+  }
+});
+
+/**
+ * A chain of ops where each reads what the one before wrote, by other threads' shares too: a layer's
+ * shape at odd sizes. On 2 threads the ops are recorded and run as one program, so a barrier missing
+ * between two steps shows as a result that differs from js.
+ */
+function chainCase(m: number, d: number, di: number): Case {
+  return {
+    inputs: {
+      h: { data: rand(m * d, 30, -2, 2), shape: [1, m, d] },
+      nw: { data: rand(d, 31), shape: [d] },
+      wx: { data: rand(di * d, 32, -0.2, 0.2), shape: [di, d], matrix: true },
+      cw: { data: rand(di * 4, 33), shape: [di, 4] },
+      wo: { data: rand(d * di, 34, -0.2, 0.2), shape: [d, di], matrix: true },
+      st: { data: rand(di * 3, 35), shape: [1, di, 3] },
+      xn: { data: new Float32Array(m * d), shape: [m, d] },
+      x: { data: new Float32Array(m * di), shape: [1, m, di] },
+      xc: { data: new Float32Array(m * di), shape: [1, m, di] },
+      o: { data: new Float32Array(m * d), shape: [m, d] },
+    },
+    outs: ["h", "st", "xc"],
+    op: (be, u) => {
+      for (let layer = 0; layer < 3; layer++) {
+        be.rmsNorm(u("xn"), u("h"), u("nw"), 1e-5); // (m, d)
+        be.linear(u("x"), u("wx"), u("xn")); // (m, di): each thread its columns
+        be.conv1dSilu(u("xc"), u("x"), u("cw"), undefined, u("st")); // the same channels as the linear's
+        be.linear(u("o"), u("wo"), u("xc")); // (m, d): reads every thread's channels
+        be.add(u("h"), u("h"), u("o"));
+      }
+    },
+  };
+}
+
+Deno.test("ops recorded on 2 threads wait for each other's results where they depend on them", async () => {
+  for (const [m, d, di] of [[1, 37, 530], [1, 64, 2000], [5, 37, 530]]) {
+    const c = chainCase(m, d, di);
+    const one = await compare(c, { threads: 1, tol: 1e-5 });
+    const two = await compare(c, { threads: 2, tol: 1e-5 });
+    one.forEach((x, k) => assert.deepEqual(two[k], x));
   }
 });
 
