@@ -291,7 +291,8 @@ export class WebGpuBackend implements Backend {
   #dummyRw: GPUBuffer;
   #scratch?: GPUBuffer;
   #scanScratch?: GPUBuffer;
-  #partialsBuf?: GPUBuffer;
+  /** matvec1's argmax pairs */
+  #partials?: GPUBuffer;
   /** starts the mapping of a read already submitted (see #readBytes) */
   #maps: (() => void)[] = [];
   #pendingNorm?: PendingNorm;
@@ -553,22 +554,8 @@ export class WebGpuBackend implements Backend {
     const tpr = 256 / perGroup;
     const xmax = xmaxOf(mb);
     const n = pl.items.length;
-    const starts = [0, 0, 0, 0], os = [0, 0, 0, 0], hasBias = [0, 0, 0, 0];
-    const buffers: GPUBuffer[] = [pl.norm ? pl.norm.x.buffer : pl.input.buffer];
-    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].out.buffer : this.#dummyRw);
-    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].w.buffer : this.#dummyRead);
-    for (let j = 0; j < 4; j++) buffers.push(pl.items[j]?.bias?.buffer ?? this.#dummyRead);
-    buffers.push(pl.norm ? pl.norm.w.buffer : this.#dummyRead);
-    buffers.push(pl.norm ? pl.norm.out.buffer : this.#dummyRw);
-    buffers.push(pl.resid ? pl.resid.buffer : this.#dummyRw);
-    let total = 0;
-    for (let j = 0; j < 4; j++) {
-      starts[j] = total;
-      if (j >= n) continue;
-      os[j] = pl.items[j].rows;
-      hasBias[j] = pl.items[j].bias ? 1 : 0;
-      total += Math.ceil(os[j] / perGroup);
-    }
+    const { os, starts, hasBias, total } = groupsOf(pl, perGroup);
+    const buffers = this.#linearBuffers(pl, slotsOf(pl), pl.resid?.buffer ?? this.#dummyRw);
     const last = n === 4 ? total - starts[3] : 0;
     const flags = [pl.m, pl.cols, x4, n, pl.norm ? 1 : 0, pl.resid ? 1 : 0, pl.norm?.eps ?? 0, nmb, last];
     const kernel = pl.packed === "f16" ? "matvec_f16" : "matvec";
@@ -594,19 +581,8 @@ export class WebGpuBackend implements Backend {
     while (tpr < 256 && tpr < stride4 && Math.ceil(rows / (256 / tpr)) < MATVEC1_GROUPS) tpr *= 2;
     const perGroup = 256 / tpr;
     const n = pl.items.length;
-    const starts = [0, 0, 0, 0], os = [0, 0, 0, 0], hasBias = [0, 0, 0, 0];
-    let total = 0;
-    for (let j = 0; j < 4; j++) {
-      starts[j] = total;
-      if (j >= n) continue;
-      os[j] = pl.items[j].rows;
-      hasBias[j] = pl.items[j].bias ? 1 : 0;
-      total += Math.ceil(os[j] / perGroup);
-    }
-    for (let j = n; j < 4; j++) starts[j] = total;
-    const outs = pl.items.map((it) => it.out.buffer);
-    const ws = pl.items.map((it) => it.w.buffer);
-    const biases = pl.items.map((it) => it.bias?.buffer ?? this.#dummyRead);
+    const { os, starts, hasBias, total } = groupsOf(pl, perGroup);
+    const slots = slotsOf(pl);
     let mode = 0, k = 0;
     let extra = this.#dummyRw;
     if (pl.resid) {
@@ -614,23 +590,15 @@ export class WebGpuBackend implements Backend {
       extra = pl.resid.buffer;
     } else if (pl.argmax) {
       mode = 2;
-      extra = this.#partials(2 * total);
+      extra = this.#partials = this.#atLeast(this.#partials, 8 * total);
     } else if (pl.conv) {
       mode = 3;
       k = pl.conv.k;
-      outs[2] = pl.conv.state.buffer;
-      outs[3] = pl.conv.out.buffer;
-      ws[2] = pl.conv.w.buffer;
-      biases[2] = pl.conv.bias?.buffer ?? this.#dummyRead;
+      slots[2] = { out: pl.conv.state.buffer, w: pl.conv.w.buffer, bias: pl.conv.bias?.buffer };
+      slots[3] = { out: pl.conv.out.buffer };
       hasBias[2] = pl.conv.bias ? 1 : 0;
     }
-    const buffers: GPUBuffer[] = [pl.norm ? pl.norm.x.buffer : pl.input.buffer];
-    for (let j = 0; j < 4; j++) buffers.push(outs[j] ?? this.#dummyRw);
-    for (let j = 0; j < 4; j++) buffers.push(ws[j] ?? this.#dummyRead);
-    for (let j = 0; j < 4; j++) buffers.push(biases[j] ?? this.#dummyRead);
-    buffers.push(pl.norm ? pl.norm.w.buffer : this.#dummyRead);
-    buffers.push(pl.norm ? pl.norm.out.buffer : this.#dummyRw);
-    buffers.push(extra);
+    const buffers = this.#linearBuffers(pl, slots, extra);
     const flags = [pl.cols, stride4, n, total, pl.norm ? 1 : 0, pl.norm?.eps ?? 0, mode, k];
     this.#run(
       "matvec1",
@@ -652,13 +620,27 @@ export class WebGpuBackend implements Backend {
     }
   }
 
-  /** A scratch buffer for at least `n` f32 (the argmax pairs of matvec1). */
-  #partials(n: number): GPUBuffer {
-    if (!this.#partialsBuf || this.#partialsBuf.size < 4 * n) {
-      if (this.#partialsBuf) this.free(new GpuTensor([0], "f32", this.#partialsBuf, 0));
-      this.#partialsBuf = this.#buffer(Math.ceil(n / 4) * 16);
-    }
-    return this.#partialsBuf;
+  /**
+   * The storage bindings of matvec, matvec1 and gemm (see wgsl/matvec.wgsl): x; out, w and bias of
+   * the four matrix slots; norm_w; xn; then `last` (the residual, or matvec1's extra). Dummies where a
+   * slot or the norm is unused.
+   */
+  #linearBuffers(pl: PendingLinear, slots: Slot[], last: GPUBuffer): GPUBuffer[] {
+    const buffers: GPUBuffer[] = [pl.norm ? pl.norm.x.buffer : pl.input.buffer];
+    for (let j = 0; j < 4; j++) buffers.push(slots[j]?.out ?? this.#dummyRw);
+    for (let j = 0; j < 4; j++) buffers.push(slots[j]?.w ?? this.#dummyRead);
+    for (let j = 0; j < 4; j++) buffers.push(slots[j]?.bias ?? this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.w.buffer : this.#dummyRead);
+    buffers.push(pl.norm ? pl.norm.out.buffer : this.#dummyRw);
+    buffers.push(last);
+    return buffers;
+  }
+
+  /** `buf` when it holds `bytes`, else a new buffer of that many bytes (to 16) with `buf` freed. */
+  #atLeast(buf: GPUBuffer | undefined, bytes: number): GPUBuffer {
+    if (buf && buf.size >= bytes) return buf;
+    if (buf) this.free(new GpuTensor([0], "f32", buf, 0));
+    return this.#buffer(Math.max(16, Math.ceil(bytes / 16) * 16));
   }
 
   /** Products on m >= 2 rows of x (and rows too long for matvec): the tiled kernel, wgsl/gemm.wgsl. */
@@ -668,22 +650,8 @@ export class WebGpuBackend implements Backend {
     const threads = this.adapter.isFallbackAdapter ? GEMM_FALLBACK_THREADS : GEMM_MAX_THREADS;
     const tile = gemmTile(pl.m, rows, pl.cols, storage, threads);
     const n = pl.items.length;
-    const starts = [0, 0, 0, 0], os = [0, 0, 0, 0], hasBias = [0, 0, 0, 0];
-    const buffers: GPUBuffer[] = [pl.norm ? pl.norm.x.buffer : pl.input.buffer];
-    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].out.buffer : this.#dummyRw);
-    for (let j = 0; j < 4; j++) buffers.push(j < n ? pl.items[j].w.buffer : this.#dummyRead);
-    for (let j = 0; j < 4; j++) buffers.push(pl.items[j]?.bias?.buffer ?? this.#dummyRead);
-    buffers.push(pl.norm ? pl.norm.w.buffer : this.#dummyRead);
-    buffers.push(pl.norm ? pl.norm.out.buffer : this.#dummyRw);
-    buffers.push(pl.resid ? pl.resid.buffer : this.#dummyRw);
-    let total = 0;
-    for (let j = 0; j < n; j++) {
-      starts[j] = total;
-      os[j] = rows[j];
-      hasBias[j] = pl.items[j].bias ? 1 : 0;
-      total += Math.ceil(rows[j] / tile.BN);
-    }
-    for (let j = n; j < 4; j++) starts[j] = total;
+    const { os, starts, hasBias, total } = groupsOf(pl, tile.BN);
+    const buffers = this.#linearBuffers(pl, slotsOf(pl), pl.resid?.buffer ?? this.#dummyRw);
     const nmb = Math.ceil(pl.m / tile.BM);
     const flags = [
       pl.m,
@@ -797,11 +765,7 @@ export class WebGpuBackend implements Backend {
     const n = t[3].shape[1];
     const nc = Math.ceil(l / SCAN_CHUNK);
     const need = 4 * b * nc * di * (n + 1); // (b, nc, di, n) states, (b, nc, di) delta sums
-    if (!this.#scanScratch || this.#scanScratch.size < need) {
-      if (this.#scanScratch) this.free(new GpuTensor([0], "f32", this.#scanScratch, 0));
-      this.#scanScratch = this.#buffer(Math.ceil(need / 16) * 16);
-    }
-    const hc = this.#scanScratch;
+    const hc = this.#scanScratch = this.#atLeast(this.#scanScratch, need);
     const wg = scanGroup(2 * n, 64);
     const buffers = [...t.map((x) => x.buffer), hc];
     const over = { WG: wg, N: n, T: SCAN_CHUNK };
@@ -846,11 +810,7 @@ export class WebGpuBackend implements Backend {
     const [, , g, n] = t[5].shape;
     const nc = Math.ceil(l / SSD_CHUNK);
     const need = 4 * b * nc * h * (p * n + 1); // (b, nc, h, p, n) states, (b, nc, h) delta sums
-    if (!this.#scanScratch || this.#scanScratch.size < need) {
-      if (this.#scanScratch) this.free(new GpuTensor([0], "f32", this.#scanScratch, 0));
-      this.#scanScratch = this.#buffer(Math.ceil(need / 16) * 16);
-    }
-    const hc = this.#scanScratch;
+    const hc = this.#scanScratch = this.#atLeast(this.#scanScratch, need);
     const buffers = [...t.map((x) => x.buffer), hc];
     const over = { WG: 256, T: SSD_CHUNK };
     const params = [b, l, h, p, g, n, nc, 0, a.dtMin, a.dtMax, 0, 0];
@@ -911,10 +871,7 @@ export class WebGpuBackend implements Backend {
       return;
     }
     const need = Math.max(16, b * 2 * v * 4);
-    if (!this.#scratch || this.#scratch.size < need) {
-      if (this.#scratch) this.free(new GpuTensor([0], "f32", this.#scratch, 0));
-      this.#scratch = this.#buffer(need);
-    }
+    this.#scratch = this.#atLeast(this.#scratch, need);
     this.#run(
       "sample",
       {},
@@ -1352,6 +1309,36 @@ export function gemmTile(
 }
 
 /** Threads per workgroup of a scan whose n states per thread sit in workgroup memory (<= 16 KiB). */
+/** What one of the four matrix slots of matvec, matvec1 and gemm binds. */
+interface Slot {
+  out: GPUBuffer;
+  w?: GPUBuffer;
+  bias?: GPUBuffer;
+}
+
+/** The slots of the held-back products, in order. */
+function slotsOf(pl: PendingLinear): Slot[] {
+  return pl.items.map((it) => ({ out: it.out.buffer, w: it.w.buffer, bias: it.bias?.buffer }));
+}
+
+/**
+ * How matvec, matvec1 and gemm share workgroups among the products: matrix j (rows os[j]) owns the
+ * groups [starts[j], starts[j + 1]) of `rowsPerGroup` output rows each; unused slots start at total.
+ */
+function groupsOf(pl: PendingLinear, rowsPerGroup: number) {
+  const os = [0, 0, 0, 0], starts = [0, 0, 0, 0], hasBias = [0, 0, 0, 0];
+  let total = 0;
+  for (let j = 0; j < 4; j++) {
+    starts[j] = total;
+    const it = pl.items[j];
+    if (!it) continue;
+    os[j] = it.rows;
+    hasBias[j] = it.bias ? 1 : 0;
+    total += Math.ceil(it.rows / rowsPerGroup);
+  }
+  return { os, starts, hasBias, total };
+}
+
 function scanGroup(n: number, most: number): number {
   let wg = most;
   while (wg > 4 && wg * n * 4 > 16384) wg /= 2;
