@@ -1,5 +1,5 @@
 /**
- * GPU time of the tiled kernel (wgsl/gemm.wgsl, gemm_f16.wgsl) on the linear shapes of mamba-130m
+ * GPU time of the tiled kernel (wgsl/gemm.wgsl, f32 or f16 weights) on the linear shapes of mamba-130m
  * (prefill 512 tokens, decode at batch 32 and 8), for the tile `gemmTile` chooses and for other
  * tiles: r and 2r dispatches in one pass, each followed by one wait; the difference over r is the
  * time per dispatch. The chosen tile's output is checked against sums in f64 at sampled positions.
@@ -98,17 +98,16 @@ function candidates(m: number, cols: number): GemmTile[] {
   return out;
 }
 
-const modules = new Map<string, GPUShaderModule>();
+let module: GPUShaderModule | undefined;
 const pipelines = new Map<string, GPUComputePipeline>();
-function pipeline(kernel: string, tile: GemmTile): GPUComputePipeline {
-  const key = kernel + JSON.stringify(tile);
+function pipeline(f16: boolean, tile: GemmTile): GPUComputePipeline {
+  const key = f16 + JSON.stringify(tile);
   let p = pipelines.get(key);
   if (!p) {
-    let mod = modules.get(kernel);
-    if (!mod) modules.set(kernel, mod = device.createShaderModule({ code: SHADERS[kernel] }));
+    module ??= device.createShaderModule({ code: SHADERS.gemm });
     p = device.createComputePipeline({
       layout: "auto",
-      compute: { module: mod, entryPoint: kernel, constants: { ...tile } },
+      compute: { module, entryPoint: "gemm", constants: { ...tile, F16: f16 ? 1 : 0 } },
     });
     pipelines.set(key, p);
   }
@@ -133,7 +132,6 @@ async function timeIt(fn: (pass: GPUComputePassEncoder) => void, r: number): Pro
 }
 
 for (const dtype of dtypes) {
-  const kernel = dtype === "f16" ? "gemm_f16" : "gemm";
   for (const [name, m, rows, cols, norm] of shapes) {
     const stride = Math.ceil(cols / 8) * 8;
     const ws = rows.map((o) => {
@@ -157,7 +155,7 @@ for (const dtype of dtypes) {
     const tiles = sweep ? [chosen, ...candidates(m, cols).filter((t) => !same(t))] : [chosen];
     const results: [number, GemmTile][] = [];
     for (const tile of tiles) {
-      const p = pipeline(kernel, tile);
+      const p = pipeline(dtype === "f16", tile);
       const starts = [0, 0, 0, 0], os = [0, 0, 0, 0];
       let total = 0;
       for (let j = 0; j < 4; j++) {

@@ -1,8 +1,11 @@
 // gemm: for each of `count` (<= 4) matrices w_j sharing one input x (m >= 2: batched decode, prefill),
 //   xn = has_norm ? x / sqrt(mean(x^2) + eps) * norm_w : x          (per row of x)
-//   out_j[i_m, i_o] = sum_i xn[i_m, i] * w_j[i_o, i] + bias_j[i_o]   (f32 weights, f32 sums)
+//   out_j[i_m, i_o] = sum_i xn[i_m, i] * w_j[i_o, i] + bias_j[i_o]   (f32 or f16 weights, f32 sums)
 //   resid[i_m, i_o] += out_j[i_m, i_o]                              (has_resid, count = 1)
 // The same fusions as matvec (RMSNorm -> several linears on one input -> residual add), for any m.
+// Weights: F16 = false: f32 bits, 4 per vec4<u32>; F16 = true: two f16 to a u32, 8 per vec4<u32>,
+// unpacked with unpack2x16float (no shader-f16 needed). s4 counts vec4 of f32 per row either way
+// (even with F16).
 //
 // Register-tiled: a workgroup computes a BM x BN tile of out_j (BM rows of x, BN rows of w_j), each
 // thread a TM x TN block of it (rows 4 * (t_m + q * NTM) + 0..3, columns 4 * (t_o + q * NTO) + 0..3).
@@ -19,7 +22,7 @@
 // | 0       | p       | uniform    | Params    | o, start, has_bias, m, i, s4, count, ...      |
 // | 1       | x       | read       | f32       | (m, i)                                        |
 // | 2..5    | out_j   | read_write | f32       | (m, o_j)                                      |
-// | 6..9    | w_j     | read       | vec4<f32> | (o_j, s4): rows padded with zeros to 4 * s4   |
+// | 6..9    | w_j     | read       | vec4<u32> | (o_j, 4 * s4 / PER): PER values each, zero padded |
 // | 10..13  | bias_j  | read       | f32       | (o_j), read when has_bias[j] = 1              |
 // | 14      | norm_w  | read       | f32       | (i), read when has_norm = 1                   |
 // | 15      | xn      | read_write | f32       | (m, i), written when has_norm = 1             |
@@ -60,9 +63,12 @@ override NTM: u32 = BM / TM;
 override NTO: u32 = BN / TN;
 override NT: u32 = NTM * NTO;
 override WG: u32 = NT * KS;
-// vec4 of x (of w) per k-tile, and loads of them per thread
+override F16: bool = false;
+// weight values per vec4<u32>
+override PER: u32 = select(4u, 8u, F16);
+// vec4 of x (vec4<u32> of w) per k-tile, and loads of them per thread
 override XV: u32 = BM * BK / 4u;
-override WV: u32 = BN * BK / 4u;
+override WV: u32 = BN * BK / PER;
 override LX: u32 = (XV + NT - 1u) / NT;
 override LW: u32 = (WV + NT - 1u) / NT;
 // vec4 of workgroup memory per k-slice: x tile [k][BM / 4], then w tile [k][BN / 4]
@@ -74,10 +80,10 @@ override SV: u32 = BK * (BM + BN) / 4u;
 @group(0) @binding(3) var<storage, read_write> out1: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out2: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out3: array<f32>;
-@group(0) @binding(6) var<storage, read> w0: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read> w1: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read> w2: array<vec4<f32>>;
-@group(0) @binding(9) var<storage, read> w3: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> w0: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read> w1: array<vec4<u32>>;
+@group(0) @binding(8) var<storage, read> w2: array<vec4<u32>>;
+@group(0) @binding(9) var<storage, read> w3: array<vec4<u32>>;
 @group(0) @binding(10) var<storage, read> bias0: array<f32>;
 @group(0) @binding(11) var<storage, read> bias1: array<f32>;
 @group(0) @binding(12) var<storage, read> bias2: array<f32>;
@@ -90,7 +96,7 @@ var<workgroup> sh: array<vec4<f32>, KS * SV>;
 var<workgroup> rs: array<f32, KS * XV>;
 var<workgroup> scale: array<f32, BM>;
 
-fn w_at(j: u32, idx: u32) -> vec4<f32> {
+fn w_at(j: u32, idx: u32) -> vec4<u32> {
   switch j {
     case 0u: {
       return w0[idx];
@@ -105,6 +111,17 @@ fn w_at(j: u32, idx: u32) -> vec4<f32> {
       return w3[idx];
     }
   }
+}
+
+// Load e of a k-tile of w_j from column k0 on (zero past the matrix): row o0 + e / (BK / PER).
+fn w_tile_at(j: u32, o0: u32, o: u32, s4: u32, k0: u32, e: u32) -> vec4<u32> {
+  let i_o = o0 + e / (BK / PER);
+  let kv = k0 / PER + e % (BK / PER);
+  let row = 4u * s4 / PER;
+  if (e < WV && i_o < o && kv < row) {
+    return w_at(j, i_o * row + kv);
+  }
+  return vec4<u32>(0u);
 }
 
 fn bias_at(j: u32, i_o: u32) -> f32 {
@@ -266,7 +283,7 @@ fn gemm(
 
   var acc: array<vec4<f32>, 16>; // [TM / 4][TN / 4][4]: acc[8 * qa + 4 * qb + r] for row 4 * qa + r, columns 4 * qb ..
   var px: array<vec4<f32>, 8>; // x loads of the next k-tile
-  var pw: array<vec4<f32>, 8>; // w loads of the next k-tile
+  var pw: array<vec4<u32>, 8>; // w loads of the next k-tile (PER values each)
   var ss: array<f32, 8>; // sums of squares of the rows this thread stages
 
   let tiles = (p.i + BK - 1u) / BK;
@@ -278,12 +295,7 @@ fn gemm(
   }
   for (var q = 0u; q < LW; q++) {
     let e = tl + q * NT;
-    let i_o = o0 + e / (BK / 4u);
-    let k4 = k0 / 4u + e % (BK / 4u);
-    pw[q] = vec4<f32>(0.0);
-    if (e < WV && i_o < o && k4 < s4) {
-      pw[q] = w_at(j, i_o * s4 + k4);
-    }
+    pw[q] = w_tile_at(j, o0, o, s4, k0, e);
   }
   for (var t = 0u; t < rounds; t++) {
     workgroupBarrier();
@@ -305,10 +317,20 @@ fn gemm(
     for (var q = 0u; q < LW; q++) {
       let e = tl + q * NT;
       if (e < WV) {
-        let r = e / (BK / 4u);
-        let kk = 4u * (e % (BK / 4u));
+        let r = e / (BK / PER);
+        let kk = PER * (e % (BK / PER));
+        let wv = pw[q];
+        var lo = bitcast<vec4<f32>>(wv);
+        var hi = vec4<f32>(0.0);
+        if (F16) {
+          lo = vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y));
+          hi = vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w));
+        }
         for (var c = 0u; c < 4u; c++) {
-          sh[base + BK * BM / 4u + (kk + c) * (BN / 4u) + r / 4u][r % 4u] = pw[q][c];
+          sh[base + BK * BM / 4u + (kk + c) * (BN / 4u) + r / 4u][r % 4u] = lo[c];
+          if (F16) {
+            sh[base + BK * BM / 4u + (kk + 4u + c) * (BN / 4u) + r / 4u][r % 4u] = hi[c];
+          }
         }
       }
     }
@@ -321,12 +343,7 @@ fn gemm(
       }
       for (var q = 0u; q < LW; q++) {
         let e = tl + q * NT;
-        let i_o = o0 + e / (BK / 4u);
-        let k4 = k1 / 4u + e % (BK / 4u);
-        pw[q] = vec4<f32>(0.0);
-        if (e < WV && i_o < o && k4 < s4) {
-          pw[q] = w_at(j, i_o * s4 + k4);
-        }
+        pw[q] = w_tile_at(j, o0, o, s4, k1, e);
       }
     }
     // Spelled out with constant indices, so that the sums stay in registers.

@@ -57,7 +57,6 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   fill: ["rw"],
   gated_rms_norm: ["rw", "rw", "read", "read"],
   gemm: MATVEC_BINDINGS,
-  gemm_f16: MATVEC_BINDINGS,
   matvec: MATVEC_BINDINGS,
   matvec_f16: MATVEC_BINDINGS,
   matvec1: MATVEC_BINDINGS,
@@ -665,8 +664,8 @@ export class WebGpuBackend implements Backend {
       total,
     ];
     this.#run(
-      pl.packed === "f16" ? "gemm_f16" : "gemm",
-      { ...tile },
+      "gemm",
+      { ...tile, F16: pl.packed === "f16" ? 1 : 0 },
       buffers,
       [...os, ...starts, ...hasBias, ...flags, 0, 0, 0],
       "uuuuuuuuuuuuuuuuuufuuuuu",
