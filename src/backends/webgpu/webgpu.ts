@@ -77,10 +77,12 @@ const SLOT = 256;
 const SLOTS = 4096;
 /** Largest grid dimension WebGPU guarantees. */
 const MAX_GROUPS = 65535;
-/** linear uses the matrix-vector kernel (weights re-read from cache per row of x) up to this many rows of x, the tiled kernel beyond. */
+/**
+ * linear uses the matrix-vector kernel (weights re-read from cache per row of x) up to this many rows
+ * of x, the tiled kernel beyond, small matrices included (on an H100 at m = 512, x_proj's 80 x 1536
+ * took 182 us in matvec, 93 us tiled).
+ */
 const MATVEC_MAX_M = 32;
-/** linear uses the matrix-vector kernel for matrices of at most this many rows whatever the rows of x (the tiled kernel would have too few tiles). */
-const MATVEC_MAX_ROWS = 256;
 /**
  * Held-back products on 2 <= m <= MATVEC_MAX_M rows of x go to the tiled kernel when a matrix has at
  * least this many rows (the lm_head: on an H100 at m = 32, 50280 x 768, 347 us against 1,446 us).
@@ -485,7 +487,9 @@ export class WebGpuBackend implements Backend {
     const [rows, cols] = ws.shape;
     const m = numel(xs.shape) / cols;
     const { stride, packed } = ws.matrix;
-    if ((m <= MATVEC_MAX_M || rows <= MATVEC_MAX_ROWS) && stride / 4 <= MATVEC_MAX_X4) {
+    // Held back (for fusion with a norm before, more products on the same input, a residual add or
+    // a conv after), except one row of x too long for matvec1, which goes to the tiled kernel now.
+    if (m >= 2 || stride / 4 <= MATVEC_MAX_X4) {
       const pl = this.#pendingLinear;
       if (
         pl && !pl.resid && pl.items.length < 4 && pl.input === xs && pl.m === m && pl.cols === cols &&
@@ -528,8 +532,13 @@ export class WebGpuBackend implements Backend {
   }
 
   #matvec(pl: PendingLinear): void {
-    if (pl.m >= 2 && pl.items.some((it) => it.rows >= GEMM_MIN_ROWS)) return this.#gemm(pl);
     const x4 = pl.stride / 4;
+    if (
+      pl.m > MATVEC_MAX_M ||
+      (pl.m >= 2 && (x4 > MATVEC_MAX_X4 || pl.items.some((it) => it.rows >= GEMM_MIN_ROWS)))
+    ) {
+      return this.#gemm(pl);
+    }
     if (pl.m === 1) {
       this.#matvec1(pl);
       return;
