@@ -282,6 +282,8 @@ export class WebGpuBackend implements Backend {
   #arenaU32 = new Uint32Array(this.#arena);
   #arenaF32 = new Float32Array(this.#arena);
   #slots = 0;
+  /** submissions so far (recordOnly checks that it submitted nothing) */
+  #submissions = 0;
   #offset = new Uint32Array(1);
   #encoder?: GPUCommandEncoder;
   #pass?: GPUComputePassEncoder;
@@ -1153,6 +1155,33 @@ export class WebGpuBackend implements Backend {
     return { total: Number(t[used - 1] - t[0]) / 1000, kernels };
   }
 
+  /**
+   * For benchmarks: the CPU cost of recording what `record` issues, which is then dropped unrun (so
+   * tensors keep their contents). Returns the milliseconds spent recording (the ops' JavaScript down to
+   * the encoder calls), the milliseconds of the command encoder's finish(), and the dispatches. Keep it
+   * under 4096 dispatches (a full uniform arena is submitted: that throws here).
+   */
+  recordOnly(record: () => void): { recordMs: number; finishMs: number; dispatches: number } {
+    this.#flush();
+    const submissions = this.#submissions;
+    const t0 = performance.now();
+    record();
+    this.#emit();
+    const t1 = performance.now();
+    const dispatches = this.#slots;
+    const encoder = this.#endPass();
+    encoder.finish();
+    const t2 = performance.now();
+    this.#encoder = undefined;
+    this.#slots = 0;
+    if (this.#submissions !== submissions) {
+      throw new BackendError(
+        `Cannot time recording: it was submitted, expected fewer than ${SLOTS} dispatches`,
+      );
+    }
+    return { recordMs: t1 - t0, finishMs: t2 - t1, dispatches };
+  }
+
   #computePass(): GPUComputePassEncoder {
     if (!this.#pass) {
       this.#encoder ??= this.#device.createCommandEncoder();
@@ -1195,6 +1224,7 @@ export class WebGpuBackend implements Backend {
     this.#maps = [];
     for (const start of maps) start();
     this.#device.queue.submit([commands]);
+    this.#submissions++;
     this.#encoder = undefined;
     this.#slots = 0;
   }
