@@ -135,6 +135,19 @@ interface PendingLinear {
   argmax?: { out: GpuTensor; outRow: number };
 }
 
+/** A dispatch as #run records it, kept to be recorded again (see #replay). */
+interface Dispatch {
+  kernel: string;
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  /** the Params, as 32-bit words */
+  words: Uint32Array;
+  /** workgroups */
+  x: number;
+  y: number;
+  z: number;
+}
+
 /** Cached bind groups: one level per bound buffer, the group itself under LEAF. */
 type BindTree = Map<GPUBuffer | typeof LEAF, BindTree | GPUBindGroup>;
 const LEAF = Symbol("bind group");
@@ -142,6 +155,8 @@ const LEAF = Symbol("bind group");
 /** A tensor on the GPU: a whole buffer. Matrices carry their padded row stride and packing. */
 class GpuTensor implements Tensor {
   freed = false;
+  /** for matrices: the last matrix-vector products emitted with this as the first weight (see #matvec) */
+  memo?: { pl: PendingLinear; dispatch: Dispatch; partials?: GPUBuffer };
   constructor(
     readonly shape: Shape,
     readonly dtype: "f32" | "i32",
@@ -271,7 +286,8 @@ export class WebGpuBackend implements Backend {
   #device: GPUDevice;
   #modules = new Map<string, GPUShaderModule>();
   #layouts = new Map<string, { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
-  #pipelines = new Map<string, GPUComputePipeline>();
+  /** per kernel, its pipelines with their override constants */
+  #pipelines = new Map<string, { names: string[]; values: number[]; pipeline: GPUComputePipeline }[]>();
   #bindGroups = new Map<string, BindTree>();
   #ids = new WeakMap<GPUBuffer, number>();
   #nextId = 1;
@@ -531,11 +547,31 @@ export class WebGpuBackend implements Backend {
 
   #matvec(pl: PendingLinear): void {
     if (pl.m >= 2 && pl.items.some((it) => it.rows >= GEMM_MIN_ROWS)) return this.#gemm(pl);
-    const x4 = pl.stride / 4;
-    if (pl.m === 1) {
-      this.#matvec1(pl);
-      return;
+    // The products of the last emission on this weight again (every decode step): its dispatch as is.
+    const w = pl.items[0].w;
+    let memo = w.memo;
+    if (!memo || (pl.argmax && memo.partials !== this.#partials) || !sameLinear(memo.pl, pl)) {
+      const dispatch = pl.m === 1 ? this.#matvec1(pl) : this.#matvecRows(pl);
+      memo = w.memo = { pl, dispatch, partials: this.#partials };
     }
+    this.#replay(memo.dispatch);
+    if (pl.argmax) {
+      // matvec1's workgroups left their best rows in #partials; the best of them to out[outRow]
+      const total = memo.dispatch.x;
+      this.#run(
+        "argmax_partials",
+        {},
+        [pl.argmax.out.buffer, memo.partials!],
+        [1, total, pl.argmax.outRow, 0],
+        "uuuu",
+        [1, 1, 1],
+      );
+    }
+  }
+
+  /** The products of m >= 2 rows of x: wgsl/matvec.wgsl. */
+  #matvecRows(pl: PendingLinear): Dispatch {
+    const x4 = pl.stride / 4;
     // Rows of x per workgroup: a power of two (few pipelines to compile) that workgroup memory holds
     // (x rows and partial sums), at most MATVEC_MAX_MB, blocks about evenly filled.
     const limit = this.#device.limits.maxComputeWorkgroupStorageSize;
@@ -560,7 +596,7 @@ export class WebGpuBackend implements Backend {
     const last = n === 4 ? total - starts[3] : 0;
     const flags = [pl.m, pl.cols, x4, n, pl.norm ? 1 : 0, pl.resid ? 1 : 0, pl.norm?.eps ?? 0, nmb, last];
     const kernel = pl.packed === "f16" ? "matvec_f16" : "matvec";
-    this.#run(
+    return this.#prepare(
       kernel,
       { WG: 256, TPR: tpr, MB: mb, XMAX: xmax },
       buffers,
@@ -570,8 +606,11 @@ export class WebGpuBackend implements Backend {
     );
   }
 
-  /** The products of one row of x (decode at batch 1), with their fused epilogues: wgsl/matvec1.wgsl. */
-  #matvec1(pl: PendingLinear): void {
+  /**
+   * The products of one row of x (decode at batch 1), with their fused epilogues: wgsl/matvec1.wgsl.
+   * With argmax, its workgroups leave their best rows in #partials, one per workgroup (x).
+   */
+  #matvec1(pl: PendingLinear): Dispatch {
     const x4 = pl.stride / 4;
     const f16 = pl.packed === "f16";
     const stride4 = f16 ? pl.stride / 8 : x4;
@@ -601,7 +640,7 @@ export class WebGpuBackend implements Backend {
     }
     const buffers = this.#linearBuffers(pl, slots, extra);
     const flags = [pl.cols, stride4, n, total, pl.norm ? 1 : 0, pl.norm?.eps ?? 0, mode, k];
-    this.#run(
+    return this.#prepare(
       "matvec1",
       { WG: 256, TPR: tpr, XMAX: Math.ceil(x4 / 64) * 64, F16: f16 ? 1 : 0 },
       buffers,
@@ -609,16 +648,6 @@ export class WebGpuBackend implements Backend {
       "uuuuuuuuuuuuuuuuufuu",
       [total, 1, 1],
     );
-    if (pl.argmax) {
-      this.#run(
-        "argmax_partials",
-        {},
-        [pl.argmax.out.buffer, extra],
-        [1, total, pl.argmax.outRow, 0],
-        "uuuu",
-        [1, 1, 1],
-      );
-    }
   }
 
   /**
@@ -1021,23 +1050,31 @@ export class WebGpuBackend implements Backend {
   }
 
   #pipeline(kernel: string, overrides: Record<string, number>): GPUComputePipeline {
+    let list = this.#pipelines.get(kernel);
+    if (!list) this.#pipelines.set(kernel, list = []);
+    outer: for (let e = 0; e < list.length; e++) {
+      const entry = list[e];
+      let i = 0;
+      for (const k in overrides) {
+        if (entry.names[i] !== k || entry.values[i] !== overrides[k]) continue outer;
+        i++;
+      }
+      if (i === entry.names.length) return entry.pipeline;
+    }
     let key = kernel;
     for (const k in overrides) key += `|${k}=${overrides[k]}`;
-    let p = this.#pipelines.get(key);
-    if (!p) {
-      const module = this.#module(kernel);
-      this.#device.pushErrorScope("validation");
-      p = this.#device.createComputePipeline({
-        label: key,
-        layout: this.#layout(kernel).pipeline,
-        compute: { module, entryPoint: kernel, constants: overrides },
-      });
-      this.#device.popErrorScope().then((err) => {
-        if (err) this.#failure ??= `pipeline ${key} failed: ${err.message}`;
-      });
-      this.#pipelines.set(key, p);
-    }
-    return p;
+    const module = this.#module(kernel);
+    this.#device.pushErrorScope("validation");
+    const pipeline = this.#device.createComputePipeline({
+      label: key,
+      layout: this.#layout(kernel).pipeline,
+      compute: { module, entryPoint: kernel, constants: overrides },
+    });
+    this.#device.popErrorScope().then((err) => {
+      if (err) this.#failure ??= `pipeline ${key} failed: ${err.message}`;
+    });
+    list.unshift({ names: Object.keys(overrides), values: Object.values(overrides), pipeline });
+    return pipeline;
   }
 
   /** The bind group of `kernel` over `buffers`, cached in a tree of maps keyed by buffer (no strings). */
@@ -1072,28 +1109,73 @@ export class WebGpuBackend implements Backend {
     types: string,
     groups: [number, number, number],
   ): void {
-    this.#check();
-    if (this.#slots === SLOTS) this.#flush();
     const pipeline = this.#pipeline(kernel, overrides);
     const bindGroup = this.#bindGroup(kernel, buffers);
-    const base = this.#slots * (SLOT / 4);
+    const base = this.#slot();
+    const u32 = this.#arenaU32, f32 = this.#arenaF32;
     for (let i = 0; i < params.length; i++) {
-      if (types.charCodeAt(i) === 102) this.#arenaF32[base + i] = params[i]; // "f"
-      else this.#arenaU32[base + i] = params[i];
+      if (types.charCodeAt(i) === 102) f32[base + i] = params[i]; // "f"
+      else u32[base + i] = params[i];
     }
-    const pass = this.#computePass();
+    this.#dispatch(kernel, pipeline, bindGroup, groups[0], groups[1], groups[2]);
+  }
+
+  /** What #run would record, kept to be recorded again by #replay (its Params as 32-bit words). */
+  #prepare(
+    kernel: string,
+    overrides: Record<string, number>,
+    buffers: GPUBuffer[],
+    params: number[],
+    types: string,
+    groups: [number, number, number],
+  ): Dispatch {
+    const words = new Uint32Array(params.length);
+    const f32 = new Float32Array(words.buffer);
+    for (let i = 0; i < params.length; i++) {
+      if (types.charCodeAt(i) === 102) f32[i] = params[i]; // "f"
+      else words[i] = params[i];
+    }
+    const pipeline = this.#pipeline(kernel, overrides);
+    const bindGroup = this.#bindGroup(kernel, buffers);
+    return { kernel, pipeline, bindGroup, words, x: groups[0], y: groups[1], z: groups[2] };
+  }
+
+  /** Records a prepared dispatch. */
+  #replay(d: Dispatch): void {
+    const base = this.#slot();
+    const u32 = this.#arenaU32, words = d.words;
+    for (let i = 0; i < words.length; i++) u32[base + i] = words[i];
+    this.#dispatch(d.kernel, d.pipeline, d.bindGroup, d.x, d.y, d.z);
+  }
+
+  /** The first word of the next Params slot of the arena (the arena submitted first when full). */
+  #slot(): number {
+    this.#check();
+    if (this.#slots === SLOTS) this.#flush();
+    return this.#slots * (SLOT / 4);
+  }
+
+  /** Records the dispatch whose Params were just written to the next slot. */
+  #dispatch(
+    kernel: string,
+    pipeline: GPUComputePipeline,
+    bindGroup: GPUBindGroup,
+    x: number,
+    y: number,
+    z: number,
+  ): void {
+    const pass = this.#pass ?? this.#computePass();
     if (pipeline !== this.#lastPipeline) {
       pass.setPipeline(pipeline);
       this.#lastPipeline = pipeline;
     }
     this.#offset[0] = this.#slots * SLOT;
     pass.setBindGroup(0, bindGroup, this.#offset, 0, 1);
-    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    pass.dispatchWorkgroups(x, y, z);
     this.#slots++;
-    const names = this.#timestamps?.names;
-    if (names) {
+    if (this.#timestamps?.names) {
       // profiling each dispatch: a pass of its own
-      names.push(kernel);
+      this.#timestamps.names.push(kernel);
       this.#endPass();
     }
   }
@@ -1348,6 +1430,25 @@ interface Slot {
 /** The slots of the held-back products, in order. */
 function slotsOf(pl: PendingLinear): Slot[] {
   return pl.items.map((it) => ({ out: it.out.buffer, w: it.w.buffer, bias: it.bias?.buffer }));
+}
+
+/**
+ * Whether two held-back emissions dispatch the same: the same tensors in every role and the same
+ * scalars (m, cols, stride and packing follow from the input and the weights; argmax's row is not
+ * part of the products' dispatch).
+ */
+function sameLinear(a: PendingLinear, b: PendingLinear): boolean {
+  if (a.input !== b.input || a.resid !== b.resid || a.items.length !== b.items.length) return false;
+  if (!a.argmax !== !b.argmax) return false;
+  for (let j = 0; j < a.items.length; j++) {
+    const p = a.items[j], q = b.items[j];
+    if (p.out !== q.out || p.w !== q.w || p.bias !== q.bias) return false;
+  }
+  const n = a.norm, o = b.norm;
+  if (n !== o && (!n || !o || n.out !== o.out || n.x !== o.x || n.w !== o.w || n.eps !== o.eps)) return false;
+  const c = a.conv, e = b.conv;
+  return c === e ||
+    (!!c && !!e && c.out === e.out && c.w === e.w && c.bias === e.bias && c.state === e.state);
 }
 
 /**

@@ -264,6 +264,58 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "linear() on one weight with other inputs, bias, norm, residual and argmax in turn matches js",
+        async () => {
+          // The webgpu backend records the dispatch of a weight's products once and replays it while
+          // the tensors in every role stay the same: each change here must be seen. A backend of its
+          // own, so that the buffer of matvec1's argmax partials starts at the size this test gives it.
+          const [o, i, v] = [37, 45, 3001];
+          const fresh = await createWebGpuBackend();
+          const got: { values: Float32Array[]; ids: number[] }[] = [];
+          for (const be of [new JsBackend(), fresh] as Backend[]) {
+            const w = be.uploadMatrix(rand(o * i, 100), [o, i]);
+            const w5 = be.uploadMatrix(rand(5 * i, 107), [5, i]);
+            const head = be.uploadMatrix(rand(v * i, 101), [v, i]);
+            const b = be.upload(rand(o, 102), [o]), nw = be.upload(rand(i, 103), [i]);
+            const x1 = be.upload(rand(i, 104, -2, 2), [1, i]), x2 = be.upload(rand(i, 105, -2, 2), [1, i]);
+            const xn = be.zeros([1, i]), y1 = be.zeros([1, o]), y2 = be.zeros([1, o]), y3 = be.zeros([1, o]);
+            const r = be.upload(rand(o, 106), [1, o]), ids = be.zeros([8, 1], "i32");
+            const logits = be.zeros([1, 5]), logitsV = be.zeros([1, v]);
+            be.linear(y1, w, x1);
+            be.linear(y2, w, x2, b); // another input, a bias
+            be.add(x1, x1, x2);
+            be.linear(y1, w, x1); // the same tensors, new contents
+            be.rmsNorm(xn, x2, nw, 1e-5);
+            be.linear(y3, w, xn); // with the norm
+            be.linear(y3, w, x1); // without
+            be.linear(y2, w, x2);
+            be.add(r, r, y2); // the residual fused
+            for (let row = 0; row < 3; row++) {
+              be.linear(logits, w5, x1);
+              be.sample({ out: ids, outRow: row, logits, params: GREEDY, step: 0 });
+              be.add(x1, x1, x2);
+            }
+            // A larger argmax: the partials (at most 5 pairs so far) move to a larger buffer and theirs
+            // goes back to the pool, to the zeros below; then the small argmax again must not write there.
+            be.linear(logitsV, head, x2);
+            be.sample({ out: ids, outRow: 3, logits: logitsV, params: GREEDY, step: 0 });
+            const spares = [4, 8, 12].map((n) => be.zeros([n], "i32"));
+            be.linear(logits, w5, x1);
+            be.sample({ out: ids, outRow: 4, logits, params: GREEDY, step: 0 });
+            spares.forEach((spare, k) => be.copy(ids, spare, 5 + k, 0, 1));
+            const values = [];
+            for (const t of [y1, y2, y3, r, xn, x1]) values.push(await be.read(t));
+            got.push({ values, ids: [...await be.readIds(ids)] });
+          }
+          await fresh.dispose();
+          const [a, g] = got;
+          for (let j = 0; j < a.values.length; j++) close(a.values[j], g.values[j], 5e-5, `output ${j}`);
+          assert.deepEqual(g.ids, a.ids);
+          assert.ok(new Set(a.ids.slice(0, 3)).size > 1, "the argmax of w5 changes over the rows");
+        },
+      );
+
       await t.step("gemmTile() covers m with 8, 16, 32, 64 rows and splits k when workgroups are few", () => {
         const at = (m: number, rows: number[], cols: number, threads?: number) => {
           const { BM, BN, KS } = gemmTile(m, rows, cols, 49152, threads);
