@@ -155,6 +155,8 @@ const LEAF = Symbol("bind group");
 /** A tensor on the GPU: a whole buffer. Matrices carry their padded row stride and packing. */
 class GpuTensor implements Tensor {
   freed = false;
+  /** elements */
+  readonly size: number;
   /** for matrices: the last matrix-vector products emitted with this as the first weight (see #matvec) */
   memo?: { pl: PendingLinear; dispatch: Dispatch; partials?: GPUBuffer };
   constructor(
@@ -165,7 +167,9 @@ class GpuTensor implements Tensor {
     readonly bytes: number,
     /** for matrices: elements per stored row, and how they are stored */
     readonly matrix?: { stride: number; packed: "f32" | "f16" },
-  ) {}
+  ) {
+    this.size = numel(shape);
+  }
 }
 
 function gt(t: Tensor): GpuTensor {
@@ -462,7 +466,7 @@ export class WebGpuBackend implements Backend {
     this.#emit();
     const o = gt(out), xs = gt(x), ws = gt(w);
     const d = xs.shape[xs.shape.length - 1];
-    const m = numel(xs.shape) / d;
+    const m = xs.size / d;
     if (o !== xs) {
       // Held back: the matrix-vector products that read `out` next normalize their input themselves.
       this.#pendingNorm = { out: o, x: xs, w: ws, eps, m, d };
@@ -482,14 +486,14 @@ export class WebGpuBackend implements Backend {
       const made = pl.items[0].out;
       const other = bs === made ? as : as === made ? bs : undefined;
       const input = pl.norm ? pl.norm.x : pl.input;
-      if (other === o && o !== input && o !== made && numel(o.shape) === pl.m * pl.items[0].rows) {
+      if (other === o && o !== input && o !== made && o.size === pl.m * pl.items[0].rows) {
         pl.resid = o; // out = out + the product: fused into the product's dispatch
         this.#emit();
         return;
       }
     }
     this.#emit();
-    const n = numel(o.shape);
+    const n = o.size;
     this.#run("add", {}, [o.buffer, as.buffer, bs.buffer], [n, 0, 0, 0], "uuuu", this.#grid1(n, 256));
   }
 
@@ -500,14 +504,14 @@ export class WebGpuBackend implements Backend {
         "Cannot run linear: weight was not uploaded with uploadMatrix, expected a matrix",
       );
     }
-    const [rows, cols] = ws.shape;
-    const m = numel(xs.shape) / cols;
+    const rows = ws.shape[0], cols = ws.shape[1];
+    const m = xs.size / cols;
     const { stride, packed } = ws.matrix;
     if ((m <= MATVEC_MAX_M || rows <= MATVEC_MAX_ROWS) && stride / 4 <= MATVEC_MAX_X4) {
       const pl = this.#pendingLinear;
       if (
         pl && !pl.resid && pl.items.length < 4 && pl.input === xs && pl.m === m && pl.cols === cols &&
-        pl.stride === stride && pl.packed === packed && pl.items.every((it) => it.out !== o)
+        pl.stride === stride && pl.packed === packed && !writes(pl, o)
       ) {
         pl.items.push({ out: o, w: ws, bias: bs, rows });
         return;
@@ -712,7 +716,7 @@ export class WebGpuBackend implements Backend {
       const o = gt(out);
       if (
         at >= 0 && xs.shape[1] === 1 && xs.shape[2] === pl.items[at].rows && ws.shape[0] === xs.shape[2] &&
-        pl.items.every((it) => it.out !== o) && o !== xs
+        !writes(pl, o) && o !== xs
       ) {
         // One new step of one sequence: the conv runs in the epilogue of the product that makes x.
         if (at !== 0) pl.items.unshift(...pl.items.splice(at, 1));
@@ -1430,6 +1434,12 @@ interface Slot {
 /** The slots of the held-back products, in order. */
 function slotsOf(pl: PendingLinear): Slot[] {
   return pl.items.map((it) => ({ out: it.out.buffer, w: it.w.buffer, bias: it.bias?.buffer }));
+}
+
+/** Whether one of the held-back products writes `t`. */
+function writes(pl: PendingLinear, t: GpuTensor): boolean {
+  for (let j = 0; j < pl.items.length; j++) if (pl.items[j].out === t) return true;
+  return false;
 }
 
 /**
