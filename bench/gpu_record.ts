@@ -8,12 +8,12 @@
  *   ops do nothing), ms per step.
  * - `what: "record"`: the same calls on the webgpu backend: record_ms_per_step (JavaScript down to the
  *   setPipeline / setBindGroup / dispatchWorkgroups calls), finish_ms_per_step (the encoder's finish(),
- *   wgpu's validation and encoding), dispatches_per_step. Medians over `--reps` batches of `--steps`
- *   steps.
+ *   wgpu's validation and encoding), dispatches_per_step. Medians over `--reps` recordings of `--steps`
+ *   steps (default: as many as one submission holds, at most 32).
  *
  * ```sh
  * deno run -A --unstable-webgpu bench/gpu_record.ts [--arch mamba|mamba2] [--layers 24] [--d 64]
- *   [--vocab 512] [--steps 32] [--reps 40]
+ *   [--vocab 512] [--steps n] [--reps 40]
  * ```
  *
  * @module
@@ -36,7 +36,9 @@ const arg = (name: string, dflt: string) => {
 const arch = arg("arch", "mamba");
 const layers = Number(arg("layers", "24")), d = Number(arg("d", "768"));
 const v = Number(arg("vocab", arch === "mamba2" ? "50288" : "50280"));
-const n = Number(arg("steps", "32")), reps = Number(arg("reps", "40"));
+const reps = Number(arg("reps", "40"));
+/** steps per recording: as many as fit in one submission (4096 dispatches), at most 32 */
+let n = Number(arg("steps", "0"));
 const files = (arch === "mamba2" ? mamba2Files : mamba1Files)({ d, layers, vocab: v });
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -89,6 +91,17 @@ class NoopBackend implements Backend {
   dispose() {
     return Promise.resolve();
   }
+}
+
+// Steps per recording.
+{
+  const model = await loadModel({ files }, { backend: "webgpu", log: () => {} });
+  const net = model.network, be = net.backend as WebGpuBackend;
+  stateOf.set(net, net.newState(1));
+  const tokens = be.zeros([2, 1], "i32"), logits = be.zeros([1, v]), normed = be.zeros([1, d]);
+  const one = be.recordOnly(() => steps(net, tokens, logits, normed, 0, 1)).dispatches;
+  n ||= Math.min(32, Math.floor(4095 / one));
+  await model.dispose();
 }
 
 // The model's side alone.
