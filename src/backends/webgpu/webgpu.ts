@@ -148,9 +148,11 @@ interface Dispatch {
   z: number;
 }
 
-/** Cached bind groups: one level per bound buffer, the group itself under LEAF. */
-type BindTree = Map<GPUBuffer | typeof LEAF, BindTree | GPUBindGroup>;
-const LEAF = Symbol("bind group");
+/** Cached bind groups of one kernel, by a hash of their buffers' ids (see #bindGroup). */
+type BindCache = Map<number, { buffers: GPUBuffer[]; group: GPUBindGroup }[]>;
+/** The small integer that #bindGroup hashes for a buffer, kept on the buffer itself. */
+const BUFFER_ID = Symbol("buffer id");
+type TaggedBuffer = GPUBuffer & { [BUFFER_ID]?: number };
 
 /** A tensor on the GPU: a whole buffer. Matrices carry their padded row stride and packing. */
 class GpuTensor implements Tensor {
@@ -292,8 +294,7 @@ export class WebGpuBackend implements Backend {
   #layouts = new Map<string, { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
   /** per kernel, its pipelines with their override constants */
   #pipelines = new Map<string, { names: string[]; values: number[]; pipeline: GPUComputePipeline }[]>();
-  #bindGroups = new Map<string, BindTree>();
-  #ids = new WeakMap<GPUBuffer, number>();
+  #bindGroups = new Map<string, BindCache>();
   #nextId = 1;
   #pool = new Map<number, GPUBuffer[]>();
   #owned = new Set<GPUBuffer>();
@@ -985,7 +986,6 @@ export class WebGpuBackend implements Backend {
 
   #buffer(size: number, usage = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST) {
     const buf = this.#device.createBuffer({ size, usage });
-    this.#ids.set(buf, this.#nextId++);
     this.#owned.add(buf);
     return buf;
   }
@@ -1000,7 +1000,6 @@ export class WebGpuBackend implements Backend {
     });
     new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     buf.unmap();
-    this.#ids.set(buf, this.#nextId++);
     this.#owned.add(buf);
     return buf;
   }
@@ -1081,27 +1080,38 @@ export class WebGpuBackend implements Backend {
     return pipeline;
   }
 
-  /** The bind group of `kernel` over `buffers`, cached in a tree of maps keyed by buffer (no strings). */
+  /**
+   * The bind group of `kernel` over `buffers`, cached by a hash of the buffers' ids (property loads
+   * and one map lookup, no strings), the buffers compared on a hit.
+   */
   #bindGroup(kernel: string, buffers: GPUBuffer[]): GPUBindGroup {
-    let node = this.#bindGroups.get(kernel);
-    if (!node) this.#bindGroups.set(kernel, node = new Map());
-    for (const b of buffers) {
-      let next = node.get(b) as BindTree | undefined;
-      if (!next) node.set(b, next = new Map());
-      node = next;
+    let h = 0;
+    for (let i = 0; i < buffers.length; i++) {
+      const b = buffers[i] as TaggedBuffer;
+      const id = b[BUFFER_ID] ?? (b[BUFFER_ID] = this.#nextId++);
+      h = Math.imul(h ^ id, 0x9e3779b1) + i;
     }
-    let bg = node.get(LEAF) as GPUBindGroup | undefined;
-    if (!bg) {
-      bg = this.#device.createBindGroup({
-        layout: this.#layout(kernel).group,
-        entries: [
-          { binding: 0, resource: { buffer: this.#uniform, size: SLOT } },
-          ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
-        ],
-      });
-      node.set(LEAF, bg);
-    }
-    return bg;
+    h &= 0x3fffffff; // a small integer key (no heap number)
+    let cache = this.#bindGroups.get(kernel);
+    if (!cache) this.#bindGroups.set(kernel, cache = new Map());
+    let list = cache.get(h);
+    if (list) {
+      outer: for (let e = 0; e < list.length; e++) {
+        const known = list[e].buffers;
+        if (known.length !== buffers.length) continue;
+        for (let i = 0; i < known.length; i++) if (known[i] !== buffers[i]) continue outer;
+        return list[e].group;
+      }
+    } else cache.set(h, list = []);
+    const group = this.#device.createBindGroup({
+      layout: this.#layout(kernel).group,
+      entries: [
+        { binding: 0, resource: { buffer: this.#uniform, size: SLOT } },
+        ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ],
+    });
+    list.push({ buffers: buffers.slice(), group });
+    return group;
   }
 
   /** Records one dispatch of `kernel`; params are written as typed by `types` (u: u32, f: f32). */
