@@ -449,6 +449,62 @@ Deno.test({
         close(a[0], b[0], 1e-5, "gatedRmsNorm");
       });
 
+      await t.step(
+        "conv1dSilu() and gatedRmsNorm() on one weight with other tensors in turn match js",
+        async () => {
+          // One-dispatch convs and gated norms are recorded once per weight and replayed while the
+          // tensors and scalars stay the same: each change here must be seen.
+          const [c, k, gs] = [42, 4, 14];
+          const [a, b] = await both(gpu, (be) => ({
+            x1: be.upload(rand(c, 110, -2, 2), [1, 1, c]),
+            x3: be.upload(rand(c, 118, -2, 2), [1, 1, c]),
+            x2: be.upload(rand(2 * c, 111, -2, 2), [2, 1, c]),
+            cw: be.upload(rand(c * k, 112), [c, k]),
+            cb: be.upload(rand(c, 113), [c]),
+            s1: be.upload(rand(c * (k - 1), 114), [1, c, k - 1]),
+            s3: be.upload(rand(c * (k - 1), 119), [1, c, k - 1]),
+            s2: be.upload(rand(2 * c * (k - 1), 115), [2, c, k - 1]),
+            o1: be.zeros([1, 1, c]),
+            o3: be.zeros([1, 1, c]),
+            o2: be.zeros([2, 1, c]),
+            z1: be.upload(rand(c, 116, -2, 2), [1, c]),
+            z3: be.upload(rand(c, 120, -2, 2), [1, c]),
+            z2: be.upload(rand(2 * c, 121, -2, 2), [2, c]),
+            nw: be.upload(rand(c, 117), [c]),
+            g1: be.zeros([1, c]),
+            g3: be.zeros([1, c]),
+            g2: be.zeros([2, c]),
+            acc: be.zeros([1, c]),
+          }), (be, x) => {
+            // Each call changes one thing from the one before; every output is summed into acc as
+            // it is made (later calls overwrite them).
+            const conv = (o: Tensor, xx: Tensor, bias: Tensor | undefined, st: Tensor) => {
+              be.conv1dSilu(o, xx, x.cw, bias, st);
+              be.add(x.acc, x.acc, o);
+            };
+            conv(x.o1, x.x1, x.cb, x.s1);
+            conv(x.o1, x.x1, x.cb, x.s1); // nothing: the state moved on
+            conv(x.o3, x.x1, x.cb, x.s1); // the output
+            conv(x.o3, x.x1, undefined, x.s1); // the bias
+            conv(x.o3, x.x3, undefined, x.s1); // the input
+            conv(x.o3, x.x3, undefined, x.s3); // the state
+            be.conv1dSilu(x.o2, x.x2, x.cw, x.cb, x.s2); // two sequences
+            const norm = (o: Tensor, y: Tensor, z: Tensor, eps: number, groupSize: number) => {
+              be.gatedRmsNorm(o, y, z, x.nw, eps, groupSize);
+              be.add(x.acc, x.acc, o);
+            };
+            norm(x.g1, x.o1, x.z1, 1e-5, gs);
+            norm(x.g3, x.o1, x.z1, 1e-5, gs); // the output
+            norm(x.g3, x.o3, x.z1, 1e-5, gs); // y
+            norm(x.g3, x.o3, x.z3, 1e-5, gs); // z
+            norm(x.g3, x.o3, x.z3, 1e-1, gs); // eps
+            norm(x.g3, x.o3, x.z3, 1e-1, 3 * gs); // the group size
+            be.gatedRmsNorm(x.o2, x.o2, x.z2, x.nw, 1e-5, gs); // two rows, in place
+          }, ["acc", "o2", "s1", "s2", "s3"]);
+          for (let j = 0; j < a.length; j++) close(a[j], b[j], 2e-5, `output ${j}`);
+        },
+      );
+
       await t.step("copy() copies ranges, within one tensor too", async () => {
         const [a, b] = await both(gpu, (be) => ({
           s: be.upload(rand(50, 33), [50]),
