@@ -275,22 +275,63 @@ Deno.test({
           const got: { values: Float32Array[]; ids: number[] }[] = [];
           for (const be of [new JsBackend(), fresh] as Backend[]) {
             const w = be.uploadMatrix(rand(o * i, 100), [o, i]);
+            const w3 = be.uploadMatrix(rand(o * i, 109), [o, i]);
+            const xq = be.upload(rand(i, 134, -2, 2), [1, i]);
             const w5 = be.uploadMatrix(rand(5 * i, 107), [5, i]);
             const head = be.uploadMatrix(rand(v * i, 101), [v, i]);
             const b = be.upload(rand(o, 102), [o]), nw = be.upload(rand(i, 103), [i]);
             const x1 = be.upload(rand(i, 104, -2, 2), [1, i]), x2 = be.upload(rand(i, 105, -2, 2), [1, i]);
             const xn = be.zeros([1, i]), y1 = be.zeros([1, o]), y2 = be.zeros([1, o]), y3 = be.zeros([1, o]);
-            const r = be.upload(rand(o, 106), [1, o]), ids = be.zeros([8, 1], "i32");
+            const r = be.upload(rand(o, 106), [1, o]), r3 = be.upload(rand(o, 108), [1, o]);
+            const ids = be.zeros([9, 1], "i32");
             const logits = be.zeros([1, 5]), logitsV = be.zeros([1, v]);
+            // Each product changes one thing from the one before; every output is copied into a row
+            // of snap as it is made (later products overwrite them).
+            const snap = be.zeros([24, o]);
+            let at = 0;
+            const keep = (y: Tensor) => be.copy(snap, y, o * at++, 0, o);
             be.linear(y1, w, x1);
-            be.linear(y2, w, x2, b); // another input, a bias
+            keep(y1);
             be.add(x1, x1, x2);
-            be.linear(y1, w, x1); // the same tensors, new contents
+            be.linear(y1, w, x1); // nothing: new contents
+            keep(y1);
+            be.linear(y2, w, x1); // the output
+            keep(y2);
+            be.linear(y2, w, x2); // the input
+            keep(y2);
+            be.linear(y2, w, x2, b); // the bias
+            keep(y2);
             be.rmsNorm(xn, x2, nw, 1e-5);
-            be.linear(y3, w, xn); // with the norm
-            be.linear(y3, w, x1); // without
-            be.linear(y2, w, x2);
-            be.add(r, r, y2); // the residual fused
+            be.linear(y2, w, xn, b); // the norm
+            keep(y2);
+            be.rmsNorm(xn, x1, nw, 1e-5);
+            be.linear(y2, w, xn, b); // the norm's input
+            keep(y2);
+            be.rmsNorm(xn, x1, nw, 1e-1);
+            be.linear(y2, w, xn, b); // the norm's eps
+            keep(y2);
+            be.linear(y3, w, x2);
+            keep(y3);
+            be.linear(y3, w, x2);
+            be.add(r, r, y3); // the residual, fused
+            keep(r);
+            be.linear(y3, w, x2);
+            be.add(r3, r3, y3); // another residual
+            keep(r3);
+            be.linear(y3, w, x2); // none
+            keep(y3);
+            be.linear(y1, w, x1);
+            be.linear(y3, w, x1); // a second product
+            keep(y1);
+            keep(y3);
+            be.linear(y3, w, x1);
+            be.linear(y1, w, x1); // the two in the other order
+            keep(y1);
+            keep(y3);
+            be.linear(y3, w, x1);
+            be.linear(y1, w3, x1); // the second weight
+            keep(y1);
+            keep(y3);
             for (let row = 0; row < 3; row++) {
               be.linear(logits, w5, x1);
               be.sample({ out: ids, outRow: row, logits, params: GREEDY, step: 0 });
@@ -304,15 +345,19 @@ Deno.test({
             be.linear(logits, w5, x1);
             be.sample({ out: ids, outRow: 4, logits, params: GREEDY, step: 0 });
             spares.forEach((spare, k) => be.copy(ids, spare, 5 + k, 0, 1));
+            be.linear(logits, w5, xq); // no argmax (and another input)
+            be.copy(snap, logits, o * at++, 0, 5);
+            be.linear(logits, w5, xq); // the argmax
+            be.sample({ out: ids, outRow: 8, logits, params: GREEDY, step: 0 });
             const values = [];
-            for (const t of [y1, y2, y3, r, xn, x1]) values.push(await be.read(t));
+            for (const t of [snap, r, r3, x1]) values.push(await be.read(t));
             got.push({ values, ids: [...await be.readIds(ids)] });
           }
           await fresh.dispose();
           const [a, g] = got;
           for (let j = 0; j < a.values.length; j++) close(a.values[j], g.values[j], 5e-5, `output ${j}`);
           assert.deepEqual(g.ids, a.ids);
-          assert.ok(new Set(a.ids.slice(0, 3)).size > 1, "the argmax of w5 changes over the rows");
+          assert.ok(new Set(a.ids.slice(0, 3)).size > 1 && a.ids[8] !== a.ids[4], "the argmax of w5 changes");
         },
       );
 
