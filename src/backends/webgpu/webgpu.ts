@@ -1173,11 +1173,7 @@ export class WebGpuBackend implements Backend {
     const pipeline = this.#pipeline(kernel, overrides);
     const bindGroup = this.#bindGroup(kernel, buffers);
     const base = this.#slot();
-    const u32 = this.#arenaU32, f32 = this.#arenaF32;
-    for (let i = 0; i < params.length; i++) {
-      if (types.charCodeAt(i) === 102) f32[base + i] = params[i]; // "f"
-      else u32[base + i] = params[i];
-    }
+    packParams(this.#arenaU32, this.#arenaF32, base, params, types);
     this.#dispatch(kernel, pipeline, bindGroup, groups[0], groups[1], groups[2]);
   }
 
@@ -1191,11 +1187,7 @@ export class WebGpuBackend implements Backend {
     groups: [number, number, number],
   ): Dispatch {
     const words = new Uint32Array(params.length);
-    const f32 = new Float32Array(words.buffer);
-    for (let i = 0; i < params.length; i++) {
-      if (types.charCodeAt(i) === 102) f32[i] = params[i]; // "f"
-      else words[i] = params[i];
-    }
+    packParams(words, new Float32Array(words.buffer), 0, params, types);
     const pipeline = this.#pipeline(kernel, overrides);
     const bindGroup = this.#bindGroup(kernel, buffers);
     return { kernel, pipeline, bindGroup, words, x: groups[0], y: groups[1], z: groups[2] };
@@ -1480,7 +1472,6 @@ export function gemmTile(
   return { BM, BN, TM, TN, BK, KS };
 }
 
-/** Threads per workgroup of a scan whose n states per thread sit in workgroup memory (<= 16 KiB). */
 /** What one of the four matrix slots of matvec, matvec1 and gemm binds. */
 interface Slot {
   out: GPUBuffer;
@@ -1491,6 +1482,20 @@ interface Slot {
 /** The slots of the held-back products, in order. */
 function slotsOf(pl: PendingLinear): Slot[] {
   return pl.items.map((it) => ({ out: it.out.buffer, w: it.w.buffer, bias: it.bias?.buffer }));
+}
+
+/** Writes Params words from `base` on, each as `types` says (u: u32, f: f32); u32 and f32 share a buffer. */
+function packParams(
+  u32: Uint32Array,
+  f32: Float32Array,
+  base: number,
+  params: number[],
+  types: string,
+): void {
+  for (let i = 0; i < params.length; i++) {
+    if (types.charCodeAt(i) === 102) f32[base + i] = params[i]; // "f"
+    else u32[base + i] = params[i];
+  }
 }
 
 /** Whether one of the held-back products writes `t`. */
@@ -1536,6 +1541,7 @@ function groupsOf(pl: PendingLinear, rowsPerGroup: number) {
   return { os, starts, hasBias, total };
 }
 
+/** Threads per workgroup of a scan whose n states per thread sit in workgroup memory (<= 16 KiB). */
 function scanGroup(n: number, most: number): number {
   let wg = most;
   while (wg > 4 && wg * n * 4 > 16384) wg /= 2;
