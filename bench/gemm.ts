@@ -1,8 +1,8 @@
 /**
  * GPU time of the tiled kernel (wgsl/gemm.wgsl, f32 or f16 weights) on the linear shapes of mamba-130m
- * (prefill 512 tokens, decode at batch 32 and 8), for the tile `gemmTile` chooses and for other
- * tiles: r and 2r dispatches in one pass, each followed by one wait; the difference over r is the
- * time per dispatch. The chosen tile's output is checked against sums in f64 at sampled positions.
+ * (prefill 512 tokens, decode at batch 32 and 8), for the tile `gemmTile` and the splits of k
+ * `gemmPlan` chooses, and with `--sweep` for other tiles and splits (1, 2, 4, 8, 16): r and 2r products (one or two dispatches each) in one pass, each followed by one wait; the
+ * difference over r is the time per product. The chosen tile's output is checked against sums in f64 at sampled positions.
  * One JSON object per line.
  *
  * ```sh
@@ -12,7 +12,7 @@
  * @module
  */
 
-import { type GemmTile, gemmTile, toHalf } from "../src/backends/webgpu/webgpu.ts";
+import { gemmPlan, type GemmTile, toHalf } from "../src/backends/webgpu/webgpu.ts";
 import { SHADERS } from "../src/backends/webgpu/_shaders.ts";
 
 const arg = (name: string, dflt: string) => {
@@ -60,6 +60,8 @@ const shapes: [string, number, number[], number, number][] = [
   ["decode32 x_proj", 32, [48, 16, 16], 1536, 0],
   ["decode32 lm_head (norm)", 32, [50280], 768, 1],
   ["decode8 in_proj (norm)", 8, [1536, 1536], 768, 1],
+  ["decode8 out_proj", 8, [768], 1536, 0],
+  ["decode8 x_proj", 8, [48, 16, 16], 1536, 0],
   ["decode8 lm_head (norm)", 8, [50280], 768, 1],
 ];
 const TILES: [number, number, number, number][] = [
@@ -79,6 +81,13 @@ const TILES: [number, number, number, number][] = [
   [128, 64, 8, 4],
   [64, 64, 8, 8],
 ];
+
+/** A tile and its splits of k (tps: k-tiles per split). */
+interface Choice {
+  tile: GemmTile;
+  splits: number;
+  tps: number;
+}
 
 function candidates(m: number, cols: number): GemmTile[] {
   const out: GemmTile[] = [];
@@ -150,11 +159,26 @@ for (const dtype of dtypes) {
     const outs = rows.map((o) => buffer(new Float32Array(m * o)));
     const dummy = buffer(new Float32Array(4));
     const flops = 2 * m * cols * rows.reduce((a, b) => a + b, 0);
-    const chosen = gemmTile(m, rows, cols, storage);
-    const same = (a: GemmTile) => JSON.stringify(a) === JSON.stringify(chosen);
-    const tiles = sweep ? [chosen, ...candidates(m, cols).filter((t) => !same(t))] : [chosen];
-    const results: [number, GemmTile][] = [];
-    for (const tile of tiles) {
+    const splitsOf = (tile: GemmTile, splits: number) => {
+      const tiles = Math.ceil(cols / tile.BK);
+      const tps = Math.ceil(tiles / splits / tile.KS) * tile.KS;
+      return { splits: Math.ceil(tiles / tps), tps };
+    };
+    const chosen: Choice = gemmPlan(m, rows, cols, storage, 256, true);
+    const same = (a: Choice) => JSON.stringify(a) === JSON.stringify(chosen);
+    const choices: Choice[] = [chosen];
+    if (sweep) {
+      for (const tile of candidates(m, cols)) {
+        for (const sp of [1, 2, 4, 8, 16]) {
+          const c = { tile, ...(sp === 1 ? { splits: 1, tps: 0 } : splitsOf(tile, sp)) };
+          if (!same(c) && !choices.some((d) => JSON.stringify(d) === JSON.stringify(c))) choices.push(c);
+        }
+      }
+    }
+    const results: [number, Choice][] = [];
+    const part = buffer(new Float32Array(16 * m * (rows.reduce((a, o) => a + o, 0) + 4 * 128)));
+    for (const choice of choices) {
+      const { tile, splits, tps } = choice;
       const p = pipeline(dtype === "f16", tile);
       const starts = [0, 0, 0, 0], os = [0, 0, 0, 0];
       let total = 0;
@@ -163,36 +187,50 @@ for (const dtype of dtypes) {
         if (j < rows.length) total += Math.ceil(rows[j] / tile.BN), os[j] = rows[j];
       }
       const nmb = Math.ceil(m / tile.BM);
-      const params = new Uint32Array(24);
-      params.set([...os, ...starts, 0, 0, 0, 0, m, cols, stride / 4, rows.length, norm, 0, 0, nmb, total]);
-      new Float32Array(params.buffer)[18] = 1e-5;
-      const ub = device.createBuffer({ size: 96, usage: 0x40 | 0x8 });
-      device.queue.writeBuffer(ub, 0, params);
-      // a buffer that the dispatch writes is bound once: fresh ones for unused outputs
-      const binds = [ub, xb, ...[0, 1, 2, 3].map((j) => outs[j] ?? buffer(new Float32Array(4)))];
-      binds.push(
-        ...[0, 1, 2, 3].map((j) => ws[j]?.buf ?? dummy),
-        dummy,
-        dummy,
-        dummy,
-        dummy,
-        nwb,
-        xnb,
-        buffer(new Float32Array(4)),
+      const bindGroup = (phase: number) => {
+        const params = new Uint32Array(24);
+        params.set([...os, ...starts, 0, 0, 0, 0, m, cols, stride / 4, rows.length, norm, 0, 0, nmb, total]);
+        params.set([phase, splits, tps], 21);
+        new Float32Array(params.buffer)[18] = 1e-5;
+        const ub = device.createBuffer({ size: 96, usage: 0x40 | 0x8 });
+        device.queue.writeBuffer(ub, 0, params);
+        // a buffer that the dispatch writes is bound once: fresh ones for unused outputs
+        const binds = [ub, xb, ...[0, 1, 2, 3].map((j) => outs[j] ?? buffer(new Float32Array(4)))];
+        binds.push(
+          ...[0, 1, 2, 3].map((j) => ws[j]?.buf ?? dummy),
+          dummy,
+          dummy,
+          dummy,
+          dummy,
+          nwb,
+          splits > 1 && !norm ? part : xnb,
+          splits > 1 && norm ? part : buffer(new Float32Array(4)),
+        );
+        return device.createBindGroup({
+          layout: p.getBindGroupLayout(0),
+          entries: binds.map((buffer, binding) => ({ binding, resource: { buffer } })),
+        });
+      };
+      const grid = (groups: number) => {
+        const gy = Math.ceil(groups / 65535);
+        return [Math.ceil(groups / gy), gy] as const;
+      };
+      const one = bindGroup(splits > 1 ? 1 : 0), two = bindGroup(2);
+      const g1 = grid(splits * total * nmb);
+      const g2 = grid(
+        Math.ceil((m * total * tile.BN) / ((tile.BM / tile.TM) * (tile.BN / tile.TN) * tile.KS)),
       );
-      const bg = device.createBindGroup({
-        layout: p.getBindGroupLayout(0),
-        entries: binds.map((buffer, binding) => ({ binding, resource: { buffer } })),
-      });
-      const groups = total * nmb;
-      const gy = Math.ceil(groups / 65535);
       const us = await timeIt((pass) => {
         pass.setPipeline(p);
-        pass.setBindGroup(0, bg);
-        pass.dispatchWorkgroups(Math.ceil(groups / gy), gy);
+        pass.setBindGroup(0, one);
+        pass.dispatchWorkgroups(...g1);
+        if (splits > 1) {
+          pass.setBindGroup(0, two);
+          pass.dispatchWorkgroups(...g2);
+        }
       }, reps);
-      results.push([us, tile]);
-      if (tile === chosen) {
+      results.push([us, choice]);
+      if (choice === chosen) {
         // check sampled outputs of the last matrix against f64 sums (f16-rounded weights for f16)
         const j = rows.length - 1, o = rows[j];
         const read = device.createBuffer({ size: m * o * 4, usage: 0x1 | 0x8 });
@@ -219,10 +257,11 @@ for (const dtype of dtypes) {
       }
     }
     results.sort((a, b) => a[0] - b[0]);
-    const show = (r: [number, GemmTile]) => ({
+    const show = (r: [number, Choice]) => ({
       us: +r[0].toFixed(1),
       tflops: +(flops / r[0] / 1e6).toFixed(2),
-      tile: r[1],
+      tile: r[1].tile,
+      splits: r[1].splits,
     });
     const mine = results.find((r) => r[1] === chosen)!;
     console.log(

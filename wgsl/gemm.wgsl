@@ -17,6 +17,16 @@
 // With has_norm, x is staged times norm_w, the sums of squares of its rows are taken while staging,
 // and 1 / rms(row) scales the products at the end; the workgroups of the first block of w_0 write xn.
 //
+// Split over k across workgroups (few tiles, long rows: x_proj and out_proj in prefill, the
+// projections at batch 32), in two dispatches of one pipeline:
+//   phase 1: `splits` times the grid; split s takes the k-tiles [s * tps, (s + 1) * tps) and writes
+//            its raw sums to part[s, i_m, g * BN + column in the tile] (with has_norm, x * norm_w
+//            and, from the workgroups of g = 0, the sums of squares of x over its k-tiles to
+//            part[splits * m * total * BN + s * m + i_m]);
+//   phase 2: a thread per (i_m, g * BN + column) sums the splits and does the epilogue (1 / rms,
+//            bias, store, residual add; with has_norm it also writes its share of xn).
+// part is the xn binding, or the resid binding with has_norm (then has_resid = 0).
+//
 // | binding | name    | access     | type      | shape                                         |
 // |---------|---------|------------|-----------|-----------------------------------------------|
 // | 0       | p       | uniform    | Params    | o, start, has_bias, m, i, s4, count, ...      |
@@ -25,14 +35,18 @@
 // | 6..9    | w_j     | read       | vec4<u32> | (o_j, 4 * s4 / PER): PER values each, zero padded |
 // | 10..13  | bias_j  | read       | f32       | (o_j), read when has_bias[j] = 1              |
 // | 14      | norm_w  | read       | f32       | (i), read when has_norm = 1                   |
-// | 15      | xn      | read_write | f32       | (m, i), written when has_norm = 1             |
-// | 16      | resid   | read_write | f32       | (m, o_0), updated when has_resid = 1          |
+// | 15      | xn      | read_write | f32       | (m, i), written when has_norm = 1; phases 1, 2: |
+// |         |         |            |           | part (see above) without has_norm            |
+// | 16      | resid   | read_write | f32       | (m, o_0), updated when has_resid = 1; phases  |
+// |         |         |            |           | 1, 2 with has_norm: part                      |
 //
-// Dispatch: at least total * nmb workgroups over x and y, nmb = ceil(m / BM); linear workgroup
-// index g * nmb + (block of rows of x); matrix j owns the g in [start[j], start[j + 1]),
+// Dispatch: at least total * nmb workgroups over x and y (phase 1: splits times that; phase 2:
+// ceil(m * total * BN / WG)), nmb = ceil(m / BM); linear workgroup index (s * total + g) * nmb +
+// (block of rows of x); matrix j owns the g in [start[j], start[j + 1]),
 // start[j + 1] - start[j] = ceil(o_j / BN); total = the g of all matrices.
 // Needs TM, TN in {4, 8}; BK a multiple of 8; at most 8 k-tile loads of x and of w per thread
-// (LX, LW <= 8); KS > 1 only when (KS - 1) * BM * BN <= KS * BK * (BM + BN) (the sums meet in `sh`).
+// (LX, LW <= 8); KS > 1 only when (KS - 1) * BM * BN <= KS * BK * (BM + BN) (the sums meet in `sh`);
+// in phase 1, tps a multiple of KS.
 
 struct Params {
   o: vec4<u32>,
@@ -47,9 +61,9 @@ struct Params {
   eps: f32,
   nmb: u32,
   total: u32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
+  phase: u32,
+  splits: u32,
+  tps: u32,
 }
 
 override BM: u32 = 64;
@@ -232,8 +246,13 @@ fn put(q: u32, v4: vec4<f32>) {
     sc = scale[row];
   }
   for (var c = 0u; c < 4u; c++) {
-    let i_o = ep.o0 + 4u * (ep.t_o + ((q % 8u) / 4u) * NTO) + c;
-    if (i_o < ep.o) {
+    let col = 4u * (ep.t_o + ((q % 8u) / 4u) * NTO) + c;
+    let i_o = ep.o0 + col;
+    if (p.phase == 1u) {
+      if (i_o < ep.o) {
+        part_put((ep.s * p.m + i_m) * p.total * BN + ep.g * BN + col, v4[c]);
+      }
+    } else if (i_o < ep.o) {
       let v = v4[c] * sc + bias_at(ep.j, i_o);
       store(ep.j, i_m * ep.o + i_o, v);
       if (p.has_resid == 1u) {
@@ -243,8 +262,69 @@ fn put(q: u32, v4: vec4<f32>) {
   }
 }
 
+/** Phases 1 and 2: the splits' sums, in xn (or in resid with has_norm). */
+fn part_put(idx: u32, v: f32) {
+  if (p.has_norm == 1u) {
+    resid[idx] = v;
+  } else {
+    xn[idx] = v;
+  }
+}
+
+fn part_at(idx: u32) -> f32 {
+  if (p.has_norm == 1u) {
+    return resid[idx];
+  }
+  return xn[idx];
+}
+
+/** Phase 2: element e of (m, total * BN), the splits' sums added, then the epilogue. */
+fn reduce(e: u32) {
+  let cols = p.total * BN;
+  let i_m = e / cols;
+  let col = e % cols;
+  if (i_m >= p.m) {
+    return;
+  }
+  var sc = 1.0;
+  if (p.has_norm == 1u) {
+    var ss = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+      ss += part_at(p.splits * p.m * cols + s * p.m + i_m);
+    }
+    sc = 1.0 / sqrt(ss / f32(p.i) + p.eps);
+    for (var i_i = col; i_i < p.i; i_i += cols) {
+      let idx = i_m * p.i + i_i;
+      xn[idx] = x[idx] * sc * norm_w[i_i];
+    }
+  }
+  let g = col / BN;
+  var j = 0u;
+  for (var k = 1u; k < p.count; k++) {
+    if (g >= p.start[k]) {
+      j = k;
+    }
+  }
+  let o = p.o[j];
+  let i_o = (g - p.start[j]) * BN + col % BN;
+  if (i_o >= o) {
+    return;
+  }
+  var sum = 0.0;
+  for (var s = 0u; s < p.splits; s++) {
+    sum += part_at((s * p.m + i_m) * cols + col);
+  }
+  let v = sum * sc + bias_at(j, i_o);
+  store(j, i_m * o + i_o, v);
+  if (p.has_resid == 1u) {
+    resid[i_m * o + i_o] += v;
+  }
+}
+
 /** Where this thread's tile lies, for put. */
 struct Place {
+  s: u32,
+  g: u32,
   m0: u32,
   o0: u32,
   o: u32,
@@ -264,8 +344,13 @@ fn gemm(
   // Workgroups that share rows of w (one per block of rows of x) are neighbours, so a weight tile
   // read from memory by one is found in cache by the others.
   let wlin = wid.x + wid.y * nwg.x;
-  let g = wlin / p.nmb;
-  if (g >= p.total) {
+  if (p.phase == 2u) {
+    reduce(wlin * WG + lid);
+    return;
+  }
+  let sp = wlin / (p.total * p.nmb);
+  let g = (wlin / p.nmb) % p.total;
+  if (sp >= p.splits) {
     return;
   }
   let m0 = (wlin % p.nmb) * BM;
@@ -283,16 +368,21 @@ fn gemm(
   let t_o = tl % NTO;
   let t_m = tl / NTO;
   let base = slice * SV;
-  ep = Place(m0, o0, o, j, t_m, t_o);
+  ep = Place(sp, g, m0, o0, o, j, t_m, t_o);
 
   var acc: array<vec4<f32>, 16>; // [TM / 4][TN / 4][4]: acc[8 * qa + 4 * qb + r] for row 4 * qa + r, columns 4 * qb ..
   var px: array<vec4<f32>, 8>; // x loads of the next k-tile
   var pw: array<vec4<u32>, 8>; // w loads of the next k-tile (PER values each)
   var ss: array<f32, 8>; // sums of squares of the rows this thread stages
 
-  let tiles = (p.i + BK - 1u) / BK;
+  var tiles = (p.i + BK - 1u) / BK;
+  var first = 0u;
+  if (p.phase == 1u) {
+    first = sp * p.tps;
+    tiles = min(tiles - first, p.tps);
+  }
   let rounds = (tiles + KS - 1u) / KS;
-  var k0 = slice * BK;
+  var k0 = (first + slice) * BK;
   for (var q = 0u; q < LX; q++) {
     let e = tl + q * NT;
     px[q] = x4_at(m0 + e / (BK / 4u), k0 + 4u * (e % (BK / 4u)));
@@ -400,10 +490,14 @@ fn gemm(
           sum += rs[s * XV + r * (BK / 4u) + c];
         }
       }
-      scale[r] = 1.0 / sqrt(sum / f32(p.i) + p.eps);
+      if (p.phase == 0u) {
+        scale[r] = 1.0 / sqrt(sum / f32(p.i) + p.eps);
+      } else if (g == 0u && m0 + r < p.m) {
+        part_put(p.splits * p.m * p.total * BN + sp * p.m + m0 + r, sum);
+      }
     }
     workgroupBarrier();
-    if (g == 0u) {
+    if (p.phase == 0u && g == 0u) {
       for (var e = lid; e < BM * p.i; e += WG) {
         let r = e / p.i;
         let i_i = e % p.i;

@@ -131,6 +131,8 @@ interface PendingLinear {
   items: { out: GpuTensor; w: GpuTensor; bias?: GpuTensor; rows: number }[];
   /** add the (single) product into this tensor too */
   resid?: GpuTensor;
+  /** the tiled kernel's plan, where already made */
+  plan?: GemmPlan;
   /** one row of x: the conv1d + SiLU step on items[0]'s output (see wgsl/matvec1.wgsl, mode 3) */
   conv?: { out: GpuTensor; w: GpuTensor; bias?: GpuTensor; state: GpuTensor; k: number };
   /** one row of x: greedy sampling of the (single) product into out[outRow] */
@@ -328,6 +330,8 @@ export class WebGpuBackend implements Backend {
   #dummyRw: GPUBuffer;
   #scratch?: GPUBuffer;
   #scanScratch?: GPUBuffer;
+  /** the tiled kernel's sums per split of k (see #gemm) */
+  #splitSums?: GPUBuffer;
   /** matvec1's argmax pairs */
   #partials?: GPUBuffer;
   /** starts the mapping of a read already submitted (see #readBytes) */
@@ -575,6 +579,18 @@ export class WebGpuBackend implements Backend {
     ) {
       return this.#gemm(pl);
     }
+    if (pl.m >= 2 && !(pl.norm && pl.resid)) {
+      // Split over k, the tiled kernel beats the matrix-vector one (see gemmPlan).
+      const plan = gemmPlan(
+        pl.m,
+        pl.items.map((it) => it.rows),
+        pl.cols,
+        this.#device.limits.maxComputeWorkgroupStorageSize,
+        this.adapter.isFallbackAdapter ? GEMM_FALLBACK_THREADS : GEMM_MAX_THREADS,
+        true,
+      );
+      if (plan.splits > 1) return this.#gemm({ ...pl, plan });
+    }
     // The products of the last emission on this weight again (every decode step): its dispatch as is.
     const w = pl.items[0].w;
     let memo = w.memo;
@@ -694,10 +710,17 @@ export class WebGpuBackend implements Backend {
     return buffers;
   }
 
-  /** `buf` when it holds `bytes`, else a new buffer of that many bytes (to 16) with `buf` freed. */
+  /**
+   * `buf` when it holds `bytes`, else a new buffer of that many bytes (to 16) with `buf` back in the
+   * pool (directly: this runs while held-back ops are being dispatched, which free() would emit).
+   */
   #atLeast(buf: GPUBuffer | undefined, bytes: number): GPUBuffer {
     if (buf && buf.size >= bytes) return buf;
-    if (buf) this.free(new GpuTensor([0], "f32", buf, 0));
+    if (buf) {
+      let list = this.#pool.get(buf.size);
+      if (!list) this.#pool.set(buf.size, list = []);
+      list.push(buf);
+    }
     return this.#buffer(Math.max(16, Math.ceil(bytes / 16) * 16));
   }
 
@@ -706,7 +729,8 @@ export class WebGpuBackend implements Backend {
     const rows = pl.items.map((it) => it.rows);
     const storage = this.#device.limits.maxComputeWorkgroupStorageSize;
     const threads = this.adapter.isFallbackAdapter ? GEMM_FALLBACK_THREADS : GEMM_MAX_THREADS;
-    const tile = gemmTile(pl.m, rows, pl.cols, storage, threads);
+    const { tile, splits, tps } = pl.plan ??
+      gemmPlan(pl.m, rows, pl.cols, storage, threads, !(pl.norm && pl.resid));
     const n = pl.items.length;
     const { os, starts, hasBias, total } = groupsOf(pl, tile.BN);
     const buffers = this.#linearBuffers(pl, slotsOf(pl), pl.resid?.buffer ?? this.#dummyRw);
@@ -722,13 +746,34 @@ export class WebGpuBackend implements Backend {
       nmb,
       total,
     ];
+    const constants = { ...tile, F16: pl.packed === "f16" ? 1 : 0 };
+    const params = [...os, ...starts, ...hasBias, ...flags];
+    const types = "uuuuuuuuuuuuuuuuuufuuuuu";
+    if (splits === 1) {
+      this.#run("gemm", constants, buffers, [...params, 0, 1, 0], types, this.#grid2(total * nmb));
+      return;
+    }
+    // Split over k: the splits' sums in #splitSums (the xn binding, or resid's with the norm), then
+    // added up with the epilogue.
+    const cells = pl.m * total * tile.BN;
+    const sums = this.#splitSums = this.#atLeast(this.#splitSums, 4 * splits * (cells + pl.m));
+    buffers[pl.norm ? 15 : 14] = sums;
     this.#run(
       "gemm",
-      { ...tile, F16: pl.packed === "f16" ? 1 : 0 },
+      constants,
       buffers,
-      [...os, ...starts, ...hasBias, ...flags, 0, 0, 0],
-      "uuuuuuuuuuuuuuuuuufuuuuu",
-      this.#grid2(total * nmb),
+      [...params, 1, splits, tps],
+      types,
+      this.#grid2(splits * total * nmb),
+    );
+    const threadsPer = (tile.BM / tile.TM) * (tile.BN / tile.TN) * tile.KS;
+    this.#run(
+      "gemm",
+      constants,
+      buffers,
+      [...params, 2, splits, tps],
+      types,
+      this.#grid2(Math.ceil(cells / threadsPer)),
     );
   }
 
@@ -1250,7 +1295,13 @@ export class WebGpuBackend implements Backend {
   async profileGpu(
     record: () => void,
     perDispatch = true,
-  ): Promise<{ total: number; kernels: Record<string, { count: number; us: number }> } | undefined> {
+  ): Promise<
+    {
+      total: number;
+      kernels: Record<string, { count: number; us: number }>;
+      dispatches: { name: string; us: number }[];
+    } | undefined
+  > {
     if (!this.#device.features.has("timestamp-query")) return undefined;
     this.#flush();
     const count = perDispatch ? 4096 : 2;
@@ -1282,12 +1333,16 @@ export class WebGpuBackend implements Backend {
     resolve.destroy();
     querySet.destroy();
     const kernels: Record<string, { count: number; us: number }> = {};
-    for (const [i, name] of (ts.names ?? []).entries()) {
+    const dispatches = (ts.names ?? []).map((name, i) => ({
+      name,
+      us: Number(t[2 * i + 1] - t[2 * i]) / 1000,
+    }));
+    for (const { name, us } of dispatches) {
       const k = kernels[name] ??= { count: 0, us: 0 };
       k.count++;
-      k.us += Number(t[2 * i + 1] - t[2 * i]) / 1000;
+      k.us += us;
     }
-    return { total: Number(t[used - 1] - t[0]) / 1000, kernels };
+    return { total: Number(t[used - 1] - t[0]) / 1000, kernels, dispatches };
   }
 
   /**
@@ -1470,6 +1525,68 @@ export function gemmTile(
     (2 * KS - 1) * BM * BN <= 2 * KS * BK * (BM + BN) && bytes(2 * KS) <= storage
   ) KS *= 2;
   return { BM, BN, TM, TN, BK, KS };
+}
+
+/**
+ * Splits of k over workgroups for `groups` workgroups of `tile` on rows of `cols` columns: doubled
+ * (at most to 16) while the workgroups stay within `most` and each k-slice keeps `minTiles` k-tiles;
+ * `tps` k-tiles per split, a multiple of KS.
+ */
+export function gemmSplits(
+  tile: GemmTile,
+  groups: number,
+  cols: number,
+  minTiles = GEMM_MIN_TILES,
+  most = 528,
+): { splits: number; tps: number } {
+  const tiles = Math.ceil(cols / tile.BK);
+  let splits = 1;
+  while (
+    splits < 16 && 2 * splits * groups <= most && tiles / (2 * splits * tile.KS) >= minTiles
+  ) splits *= 2;
+  const tps = Math.ceil(tiles / splits / tile.KS) * tile.KS;
+  return { splits: Math.ceil(tiles / tps), tps };
+}
+
+/** A tile of the tiled kernel and its splits of k over workgroups (see wgsl/gemm.wgsl). */
+export interface GemmPlan {
+  tile: GemmTile;
+  splits: number;
+  /** k-tiles per split */
+  tps: number;
+}
+
+/**
+ * How the tiled kernel runs m rows of x times matrices of `rows` rows and `cols` columns. Split over
+ * k where its workgroups would be few (unless the norm and the residual add are both fused: the
+ * splits' sums then have no binding). On an adapter of GEMM_MAX_THREADS threads, the tiles and
+ * splits that were fastest on an H100 (bench/gemm.ts --sweep; mamba-130m, f32, us):
+ * - m = 512: x_proj 93 -> 37 (64 x 64, 8 splits), out_proj 158 -> 114 (64 x 64, 8 splits);
+ * - m = 32: x_proj (matrix-vector kernel) 48.75 -> 8.7, out_proj 48.75 -> 11 (16 x 64, KS 2, 16
+ *   splits).
+ * On a fallback adapter: gemmTile's tile, split while k-slices keep GEMM_MIN_TILES k-tiles.
+ */
+export function gemmPlan(
+  m: number,
+  rows: number[],
+  cols: number,
+  storage: number,
+  maxThreads: number,
+  canSplit: boolean,
+): GemmPlan {
+  const tile = gemmTile(m, rows, cols, storage, maxThreads);
+  const groupsOf = (t: GemmTile) => Math.ceil(m / t.BM) * rows.reduce((a, r) => a + Math.ceil(r / t.BN), 0);
+  const whole = { tile, splits: 1, tps: 0 };
+  if (!canSplit) return whole;
+  if (maxThreads < GEMM_MAX_THREADS) return { tile, ...gemmSplits(tile, groupsOf(tile), cols) };
+  const small = m <= 32;
+  const big: GemmTile = small
+    ? { BM: m <= 8 ? 8 : 16, BN: 64, TM: 4, TN: 4, BK: 16, KS: 2 }
+    : { BM: 64, BN: 64, TM: 4, TN: 4, BK: 16, KS: 1 };
+  const groups = groupsOf(big);
+  if (!small && groups >= 2 * GEMM_MIN_GROUPS) return whole;
+  const split = small ? gemmSplits(big, groups, cols, 3, 528) : gemmSplits(big, groups, cols, 12, 1024);
+  return split.splits > 1 ? { tile: big, ...split } : whole;
 }
 
 /** What one of the four matrix slots of matvec, matvec1 and gemm binds. */

@@ -4,6 +4,7 @@ import { JsBackend } from "../../../src/backends/js/js.ts";
 import {
   createWebGpuBackend,
   fromHalf,
+  gemmSplits,
   gemmTile,
   isFallback,
   probeWebGpu,
@@ -361,6 +362,77 @@ Deno.test({
         },
       );
 
+      for (const m of [33, 45]) {
+        await t.step(
+          `linear() x3 -> linear() -> add() split over k on the tiled kernel (fused) matches js for m ${m}`,
+          async () => {
+            const [i, o1, o2, o3, o4] = [301, 21, 9, 70, 50];
+            // on llvmpipe: 38 k-tiles of 8 columns in 8 splits of 5, the last one of 3
+            const tile = gemmTile(m, [o1, o2, o3], i, 49152, 64);
+            assert.ok(gemmSplits(tile, Math.ceil(m / tile.BM) * 5, i).splits > 2, "split over k");
+            const [a, b] = await both(gpu, (be) => ({
+              x: be.upload(rand(m * i, 90, -2, 2), [m, i]),
+              x2: be.upload(rand(m * i, 91, -2, 2), [m, i]),
+              w1: be.uploadMatrix(rand(o1 * i, 92), [o1, i]),
+              w2: be.uploadMatrix(rand(o2 * i, 93), [o2, i]),
+              w3: be.uploadMatrix(rand(o3 * i, 94), [o3, i]),
+              w4: be.uploadMatrix(rand(o4 * i, 95), [o4, i]),
+              b2: be.upload(rand(o2, 96), [o2]),
+              b4: be.upload(rand(o4, 97), [o4]),
+              y1: be.zeros([m, o1]),
+              y2: be.zeros([m, o2]),
+              y3: be.zeros([m, o3]),
+              y4: be.zeros([m, o4]),
+              r: be.upload(rand(m * o4, 98), [m, o4]),
+            }), (be, x) => {
+              be.linear(x.y1, x.w1, x.x);
+              be.linear(x.y2, x.w2, x.x, x.b2);
+              be.linear(x.y3, x.w3, x.x);
+              be.linear(x.y4, x.w4, x.x2, x.b4);
+              be.add(x.r, x.r, x.y4);
+            }, ["y1", "y2", "y3", "y4", "r"]);
+            for (let j = 0; j < a.length; j++) close(a[j], b[j], 5e-5, `split output ${j}`);
+          },
+        );
+      }
+
+      await t.step(
+        "rmsNorm() -> linear() x2 split over k on the tiled kernel (fused) matches js for m 40",
+        async () => {
+          const [m, d, o1, o2] = [40, 301, 21, 9];
+          const tile = gemmTile(m, [o1, o2], d, 49152, 64);
+          assert.ok(gemmSplits(tile, 2, d).splits > 2, "split over k");
+          const [a, b] = await both(gpu, (be) => ({
+            hidden: be.upload(rand(m * d, 99, -2, 2), [m, d]),
+            nw: be.upload(rand(d, 100), [d]),
+            xn: be.zeros([m, d]),
+            w1: be.uploadMatrix(rand(o1 * d, 101), [o1, d]),
+            w2: be.uploadMatrix(rand(o2 * d, 102), [o2, d]),
+            b2: be.upload(rand(o2, 103), [o2]),
+            y1: be.zeros([m, o1]),
+            y2: be.zeros([m, o2]),
+          }), (be, x) => {
+            be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
+            be.linear(x.y1, x.w1, x.xn);
+            be.linear(x.y2, x.w2, x.xn, x.b2);
+          }, ["xn", "y1", "y2"]);
+          for (let j = 0; j < a.length; j++) close(a[j], b[j], 5e-5, `split output ${j}`);
+        },
+      );
+
+      await t.step("gemmSplits() splits k while workgroups are few and k-slices keep 4 k-tiles", () => {
+        const tile = (BK: number, KS: number) => ({ BM: 64, BN: 32, TM: 4, TN: 4, BK, KS });
+        // prefill x_proj on an H100: 32 workgroups, 96 k-tiles in 2 slices -> 8 splits of 12 k-tiles
+        assert.deepEqual(gemmSplits(tile(16, 2), 32, 1536), { splits: 8, tps: 12 });
+        // prefill out_proj: 192 workgroups -> 2 splits
+        assert.deepEqual(gemmSplits(tile(16, 2), 192, 1536), { splits: 2, tps: 48 });
+        // many workgroups, or short rows: no split
+        assert.deepEqual(gemmSplits(tile(16, 1), 384, 768).splits, 1);
+        assert.deepEqual(gemmSplits(tile(16, 1), 8, 48).splits, 1);
+        // 38 k-tiles: 8 splits of 5 (the last one of 3)
+        assert.deepEqual(gemmSplits(tile(8, 1), 5, 301), { splits: 8, tps: 5 });
+      });
+
       await t.step("gemmTile() covers m with 8, 16, 32, 64 rows and splits k when workgroups are few", () => {
         const at = (m: number, rows: number[], cols: number, threads?: number) => {
           const { BM, BN, KS } = gemmTile(m, rows, cols, 49152, threads);
@@ -576,7 +648,13 @@ Deno.test({
       await t.step("f16 matrices: linear() and embed() match js on f16-rounded weights", async () => {
         const f16 = await createWebGpuBackend({ dtype: "f16" });
         try {
-          for (const [m, o, i] of [[1, 29, 43], [2, 64, 768], [9, 33, 21], [3, 4100, 72], [70, 300, 33]]) {
+          for (
+            const [m, o, i] of [[1, 29, 43], [2, 64, 768], [9, 33, 21], [3, 4100, 72], [70, 300, 33], [
+              40,
+              37,
+              333,
+            ]]
+          ) {
             const w = rand(o * i, 35);
             const x = rand(m * i, 36);
             const js = new JsBackend();
