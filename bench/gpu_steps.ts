@@ -65,6 +65,9 @@ const prof = await (be as WebGpuBackend).profileGpu(() => {
   for (let s = 0; s < 4; s++) step(s);
 });
 if (prof) {
+  // the first dispatches of a step, in order, with their GPU time in us
+  const first = prof.dispatches.slice(0, 16).map((x) => `${x.name} ${x.us.toFixed(1)}`);
+  console.log(JSON.stringify({ first_dispatches: first }));
   for (const [kernel, k] of Object.entries(prof.kernels)) {
     console.log(
       JSON.stringify({ kernel, per_step: k.count / 4, us_per_dispatch: +(k.us / k.count).toFixed(2) }),

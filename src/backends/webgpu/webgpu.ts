@@ -164,7 +164,7 @@ class GpuTensor implements Tensor {
   /** elements */
   readonly size: number;
   /** for matrices: the last matrix-vector products emitted with this as the first weight (see #matvec) */
-  memo?: { pl: PendingLinear; dispatch: Dispatch; partials?: GPUBuffer };
+  memo?: { pl: PendingLinear; dispatches: Dispatch[]; partials?: GPUBuffer; sums?: GPUBuffer };
   /**
    * for weights of conv1dSilu and gatedRmsNorm: the last one-dispatch op on them, with the tensors
    * (a, b, c, d in the op's argument order) and scalars it was made for
@@ -579,29 +579,34 @@ export class WebGpuBackend implements Backend {
     ) {
       return this.#gemm(pl);
     }
-    if (pl.m >= 2 && !(pl.norm && pl.resid)) {
-      // Split over k, the tiled kernel beats the matrix-vector one (see gemmPlan).
-      const plan = gemmPlan(
-        pl.m,
-        pl.items.map((it) => it.rows),
-        pl.cols,
-        this.#device.limits.maxComputeWorkgroupStorageSize,
-        this.adapter.isFallbackAdapter ? GEMM_FALLBACK_THREADS : GEMM_MAX_THREADS,
-        true,
-      );
-      if (plan.splits > 1) return this.#gemm({ ...pl, plan });
-    }
-    // The products of the last emission on this weight again (every decode step): its dispatch as is.
+    // The products of the last emission on this weight again (every decode step): its dispatches as
+    // they were.
     const w = pl.items[0].w;
     let memo = w.memo;
-    if (!memo || (pl.argmax && memo.partials !== this.#partials) || !sameLinear(memo.pl, pl)) {
-      const dispatch = pl.m === 1 ? this.#matvec1(pl) : this.#matvecRows(pl);
-      memo = w.memo = { pl, dispatch, partials: this.#partials };
+    if (
+      !memo || (pl.argmax && memo.partials !== this.#partials) || memo.sums !== this.#splitSums ||
+      !sameLinear(memo.pl, pl)
+    ) {
+      let dispatches: Dispatch[] | undefined;
+      if (pl.m >= 2 && !(pl.norm && pl.resid)) {
+        // Split over k, the tiled kernel beats the matrix-vector one (see gemmPlan).
+        const plan = gemmPlan(
+          pl.m,
+          pl.items.map((it) => it.rows),
+          pl.cols,
+          this.#device.limits.maxComputeWorkgroupStorageSize,
+          this.adapter.isFallbackAdapter ? GEMM_FALLBACK_THREADS : GEMM_MAX_THREADS,
+          true,
+        );
+        if (plan.splits > 1) dispatches = this.#gemmDispatches({ ...pl, plan });
+      }
+      dispatches ??= [pl.m === 1 ? this.#matvec1(pl) : this.#matvecRows(pl)];
+      memo = w.memo = { pl, dispatches, partials: this.#partials, sums: this.#splitSums };
     }
-    this.#replay(memo.dispatch);
+    for (const d of memo.dispatches) this.#replay(d);
     if (pl.argmax) {
       // matvec1's workgroups left their best rows in #partials; the best of them to out[outRow]
-      const total = memo.dispatch.x;
+      const total = memo.dispatches[0].x;
       this.#run(
         "argmax_partials",
         {},
@@ -726,6 +731,11 @@ export class WebGpuBackend implements Backend {
 
   /** Products on m >= 2 rows of x (and rows too long for matvec): the tiled kernel, wgsl/gemm.wgsl. */
   #gemm(pl: PendingLinear): void {
+    for (const d of this.#gemmDispatches(pl)) this.#replay(d);
+  }
+
+  /** The tiled kernel's dispatches for `pl` (one, or two when split over k), prepared. */
+  #gemmDispatches(pl: PendingLinear): Dispatch[] {
     const rows = pl.items.map((it) => it.rows);
     const storage = this.#device.limits.maxComputeWorkgroupStorageSize;
     const threads = this.adapter.isFallbackAdapter ? GEMM_FALLBACK_THREADS : GEMM_MAX_THREADS;
@@ -750,31 +760,28 @@ export class WebGpuBackend implements Backend {
     const params = [...os, ...starts, ...hasBias, ...flags];
     const types = "uuuuuuuuuuuuuuuuuufuuuuu";
     if (splits === 1) {
-      this.#run("gemm", constants, buffers, [...params, 0, 1, 0], types, this.#grid2(total * nmb));
-      return;
+      return [
+        this.#prepare("gemm", constants, buffers, [...params, 0, 1, 0], types, this.#grid2(total * nmb)),
+      ];
     }
     // Split over k: the splits' sums in #splitSums (the xn binding, or resid's with the norm), then
     // added up with the epilogue.
     const cells = pl.m * total * tile.BN;
     const sums = this.#splitSums = this.#atLeast(this.#splitSums, 4 * splits * (cells + pl.m));
     buffers[pl.norm ? 15 : 14] = sums;
-    this.#run(
-      "gemm",
-      constants,
-      buffers,
-      [...params, 1, splits, tps],
-      types,
-      this.#grid2(splits * total * nmb),
-    );
     const threadsPer = (tile.BM / tile.TM) * (tile.BN / tile.TN) * tile.KS;
-    this.#run(
-      "gemm",
-      constants,
-      buffers,
-      [...params, 2, splits, tps],
-      types,
-      this.#grid2(Math.ceil(cells / threadsPer)),
-    );
+    const reduce = this.#grid2(Math.ceil(cells / threadsPer));
+    return [
+      this.#prepare(
+        "gemm",
+        constants,
+        buffers,
+        [...params, 1, splits, tps],
+        types,
+        this.#grid2(splits * total * nmb),
+      ),
+      this.#prepare("gemm", constants, buffers, [...params, 2, splits, tps], types, reduce),
+    ];
   }
 
   conv1dSilu(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | undefined, state: Tensor): void {
