@@ -166,6 +166,10 @@ fn x4_at(i_m: u32, i_i: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (i_m < p.m) {
     let base = i_m * p.i;
+    if (i_i + 3u < p.i) {
+      let at = base + i_i;
+      return vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]);
+    }
     for (var c = 0u; c < 4u; c++) {
       if (i_i + c < p.i) {
         v[c] = x[base + i_i + c];

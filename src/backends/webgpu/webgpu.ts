@@ -77,10 +77,12 @@ const SLOT = 256;
 const SLOTS = 4096;
 /** Largest grid dimension WebGPU guarantees. */
 const MAX_GROUPS = 65535;
-/** linear uses the matrix-vector kernel (weights re-read from cache per row of x) up to this many rows of x, the tiled kernel beyond. */
+/**
+ * linear uses the matrix-vector kernel (weights re-read from cache per row of x) up to this many rows
+ * of x, the tiled kernel beyond, small matrices included (on an H100 at m = 512, x_proj's 80 x 1536
+ * took 182 us in matvec, 93 us tiled).
+ */
 const MATVEC_MAX_M = 32;
-/** linear uses the matrix-vector kernel for matrices of at most this many rows whatever the rows of x (the tiled kernel would have too few tiles). */
-const MATVEC_MAX_ROWS = 256;
 /**
  * Held-back products on 2 <= m <= MATVEC_MAX_M rows of x go to the tiled kernel when a matrix has at
  * least this many rows (the lm_head: on an H100 at m = 32, 50280 x 768, 347 us against 1,446 us).
@@ -143,13 +145,45 @@ interface PendingLinear {
   argmax?: { out: GpuTensor; outRow: number };
 }
 
-/** Cached bind groups: one level per bound buffer, the group itself under LEAF. */
-type BindTree = Map<GPUBuffer | typeof LEAF, BindTree | GPUBindGroup>;
-const LEAF = Symbol("bind group");
+/** A dispatch as #run records it, kept to be recorded again (see #replay). */
+interface Dispatch {
+  kernel: string;
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  /** the Params, as 32-bit words */
+  words: Uint32Array;
+  /** workgroups */
+  x: number;
+  y: number;
+  z: number;
+}
+
+/** Cached bind groups of one kernel, by a hash of their buffers' ids (see #bindGroup). */
+type BindCache = Map<number, { buffers: GPUBuffer[]; group: GPUBindGroup }[]>;
+/** The small integer that #bindGroup hashes for a buffer, kept on the buffer itself. */
+const BUFFER_ID = Symbol("buffer id");
+type TaggedBuffer = GPUBuffer & { [BUFFER_ID]?: number };
 
 /** A tensor on the GPU: a whole buffer. Matrices carry their padded row stride and packing. */
 class GpuTensor implements Tensor {
   freed = false;
+  /** elements */
+  readonly size: number;
+  /** for matrices: the last matrix-vector products emitted with this as the first weight (see #matvec) */
+  memo?: { pl: PendingLinear; dispatch: Dispatch; partials?: GPUBuffer };
+  /**
+   * for weights of conv1dSilu and gatedRmsNorm: the last one-dispatch op on them, with the tensors
+   * (a, b, c, d in the op's argument order) and scalars it was made for
+   */
+  opMemo?: {
+    a: GpuTensor;
+    b: GpuTensor;
+    c?: GpuTensor;
+    d?: GpuTensor;
+    eps: number;
+    groupSize?: number;
+    dispatch: Dispatch;
+  };
   constructor(
     readonly shape: Shape,
     readonly dtype: "f32" | "i32",
@@ -158,7 +192,9 @@ class GpuTensor implements Tensor {
     readonly bytes: number,
     /** for matrices: elements per stored row, and how they are stored */
     readonly matrix?: { stride: number; packed: "f32" | "f16" },
-  ) {}
+  ) {
+    this.size = numel(shape);
+  }
 }
 
 function gt(t: Tensor): GpuTensor {
@@ -279,9 +315,9 @@ export class WebGpuBackend implements Backend {
   #device: GPUDevice;
   #modules = new Map<string, GPUShaderModule>();
   #layouts = new Map<string, { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
-  #pipelines = new Map<string, GPUComputePipeline>();
-  #bindGroups = new Map<string, BindTree>();
-  #ids = new WeakMap<GPUBuffer, number>();
+  /** per kernel, its pipelines with their override constants */
+  #pipelines = new Map<string, { names: string[]; values: number[]; pipeline: GPUComputePipeline }[]>();
+  #bindGroups = new Map<string, BindCache>();
   #nextId = 1;
   #pool = new Map<number, GPUBuffer[]>();
   #owned = new Set<GPUBuffer>();
@@ -290,6 +326,8 @@ export class WebGpuBackend implements Backend {
   #arenaU32 = new Uint32Array(this.#arena);
   #arenaF32 = new Float32Array(this.#arena);
   #slots = 0;
+  /** submissions so far (recordOnly checks that it submitted nothing) */
+  #submissions = 0;
   #offset = new Uint32Array(1);
   #encoder?: GPUCommandEncoder;
   #pass?: GPUComputePassEncoder;
@@ -452,7 +490,7 @@ export class WebGpuBackend implements Backend {
     this.#emit();
     const o = gt(out), xs = gt(x), ws = gt(w);
     const d = xs.shape[xs.shape.length - 1];
-    const m = numel(xs.shape) / d;
+    const m = xs.size / d;
     if (o !== xs) {
       // Held back: the matrix-vector products that read `out` next normalize their input themselves.
       this.#pendingNorm = { out: o, x: xs, w: ws, eps, m, d };
@@ -472,14 +510,14 @@ export class WebGpuBackend implements Backend {
       const made = pl.items[0].out;
       const other = bs === made ? as : as === made ? bs : undefined;
       const input = pl.norm ? pl.norm.x : pl.input;
-      if (other === o && o !== input && o !== made && numel(o.shape) === pl.m * pl.items[0].rows) {
+      if (other === o && o !== input && o !== made && o.size === pl.m * pl.items[0].rows) {
         pl.resid = o; // out = out + the product: fused into the product's dispatch
         this.#emit();
         return;
       }
     }
     this.#emit();
-    const n = numel(o.shape);
+    const n = o.size;
     this.#run("add", {}, [o.buffer, as.buffer, bs.buffer], [n, 0, 0, 0], "uuuu", this.#grid1(n, 256));
   }
 
@@ -490,14 +528,16 @@ export class WebGpuBackend implements Backend {
         "Cannot run linear: weight was not uploaded with uploadMatrix, expected a matrix",
       );
     }
-    const [rows, cols] = ws.shape;
-    const m = numel(xs.shape) / cols;
+    const rows = ws.shape[0], cols = ws.shape[1];
+    const m = xs.size / cols;
     const { stride, packed } = ws.matrix;
-    if ((m <= MATVEC_MAX_M || rows <= MATVEC_MAX_ROWS) && stride / 4 <= MATVEC_MAX_X4) {
+    // Held back (for fusion with a norm before, more products on the same input, a residual add or
+    // a conv after), except one row of x too long for matvec1, which goes to the tiled kernel now.
+    if (m >= 2 || stride / 4 <= MATVEC_MAX_X4) {
       const pl = this.#pendingLinear;
       if (
         pl && !pl.resid && pl.items.length < 4 && pl.input === xs && pl.m === m && pl.cols === cols &&
-        pl.stride === stride && pl.packed === packed && pl.items.every((it) => it.out !== o)
+        pl.stride === stride && pl.packed === packed && !writes(pl, o)
       ) {
         pl.items.push({ out: o, w: ws, bias: bs, rows });
         return;
@@ -536,12 +576,38 @@ export class WebGpuBackend implements Backend {
   }
 
   #matvec(pl: PendingLinear): void {
-    if (pl.m >= 2 && pl.items.some((it) => it.rows >= GEMM_MIN_ROWS)) return this.#gemm(pl);
     const x4 = pl.stride / 4;
-    if (pl.m === 1) {
-      this.#matvec1(pl);
-      return;
+    if (
+      pl.m > MATVEC_MAX_M ||
+      (pl.m >= 2 && (x4 > MATVEC_MAX_X4 || pl.items.some((it) => it.rows >= GEMM_MIN_ROWS)))
+    ) {
+      return this.#gemm(pl);
     }
+    // The products of the last emission on this weight again (every decode step): its dispatch as is.
+    const w = pl.items[0].w;
+    let memo = w.memo;
+    if (!memo || (pl.argmax && memo.partials !== this.#partials) || !sameLinear(memo.pl, pl)) {
+      const dispatch = pl.m === 1 ? this.#matvec1(pl) : this.#matvecRows(pl);
+      memo = w.memo = { pl, dispatch, partials: this.#partials };
+    }
+    this.#replay(memo.dispatch);
+    if (pl.argmax) {
+      // matvec1's workgroups left their best rows in #partials; the best of them to out[outRow]
+      const total = memo.dispatch.x;
+      this.#run(
+        "argmax_partials",
+        {},
+        [pl.argmax.out.buffer, memo.partials!],
+        [1, total, pl.argmax.outRow, 0],
+        "uuuu",
+        [1, 1, 1],
+      );
+    }
+  }
+
+  /** The products of m >= 2 rows of x: wgsl/matvec.wgsl. */
+  #matvecRows(pl: PendingLinear): Dispatch {
+    const x4 = pl.stride / 4;
     // Rows of x per workgroup: a power of two (few pipelines to compile) that workgroup memory holds
     // (x rows and partial sums), at most MATVEC_MAX_MB, blocks about evenly filled.
     const limit = this.#device.limits.maxComputeWorkgroupStorageSize;
@@ -566,7 +632,7 @@ export class WebGpuBackend implements Backend {
     const last = n === 4 ? total - starts[3] : 0;
     const flags = [pl.m, pl.cols, x4, n, pl.norm ? 1 : 0, pl.resid ? 1 : 0, pl.norm?.eps ?? 0, nmb, last];
     const kernel = pl.packed === "f16" ? "matvec_f16" : "matvec";
-    this.#run(
+    return this.#prepare(
       kernel,
       { WG: 256, TPR: tpr, MB: mb, XMAX: xmax },
       buffers,
@@ -576,8 +642,11 @@ export class WebGpuBackend implements Backend {
     );
   }
 
-  /** The products of one row of x (decode at batch 1), with their fused epilogues: wgsl/matvec1.wgsl. */
-  #matvec1(pl: PendingLinear): void {
+  /**
+   * The products of one row of x (decode at batch 1), with their fused epilogues: wgsl/matvec1.wgsl.
+   * With argmax, its workgroups leave their best rows in #partials, one per workgroup (x).
+   */
+  #matvec1(pl: PendingLinear): Dispatch {
     const x4 = pl.stride / 4;
     const f16 = pl.packed === "f16";
     const stride4 = f16 ? pl.stride / 8 : x4;
@@ -607,7 +676,7 @@ export class WebGpuBackend implements Backend {
     }
     const buffers = this.#linearBuffers(pl, slots, extra);
     const flags = [pl.cols, stride4, n, total, pl.norm ? 1 : 0, pl.norm?.eps ?? 0, mode, k];
-    this.#run(
+    return this.#prepare(
       "matvec1",
       { WG: 256, TPR: tpr, XMAX: Math.ceil(x4 / 64) * 64, F16: f16 ? 1 : 0 },
       buffers,
@@ -615,16 +684,6 @@ export class WebGpuBackend implements Backend {
       "uuuuuuuuuuuuuuuuufuu",
       [total, 1, 1],
     );
-    if (pl.argmax) {
-      this.#run(
-        "argmax_partials",
-        {},
-        [pl.argmax.out.buffer, extra],
-        [1, total, pl.argmax.outRow, 0],
-        "uuuu",
-        [1, 1, 1],
-      );
-    }
   }
 
   /**
@@ -689,7 +748,7 @@ export class WebGpuBackend implements Backend {
       const o = gt(out);
       if (
         at >= 0 && xs.shape[1] === 1 && xs.shape[2] === pl.items[at].rows && ws.shape[0] === xs.shape[2] &&
-        pl.items.every((it) => it.out !== o) && o !== xs
+        !writes(pl, o) && o !== xs
       ) {
         // One new step of one sequence: the conv runs in the epilogue of the product that makes x.
         if (at !== 0) pl.items.unshift(...pl.items.splice(at, 1));
@@ -700,6 +759,11 @@ export class WebGpuBackend implements Backend {
     }
     this.#emit();
     const o = gt(out), xs = gt(x), ws = gt(w), bs = bias ? gt(bias) : undefined, st = gt(state);
+    const memo = ws.opMemo;
+    if (memo && memo.a === o && memo.b === xs && memo.c === bs && memo.d === st) {
+      this.#replay(memo.dispatch); // the same one-dispatch conv as last time on these weights
+      return;
+    }
     const [b, l, c] = xs.shape;
     const k = ws.shape[1];
     const buffers = [o.buffer, xs.buffer, ws.buffer, bs?.buffer ?? this.#dummyRead, st.buffer];
@@ -709,8 +773,19 @@ export class WebGpuBackend implements Backend {
       params[5] = 1;
       this.#run("conv1d_silu", { WG: 64 }, buffers, params, "uuuuuuuu", this.#grid1(b * l * c, 64));
       params[5] = 2;
+      this.#run("conv1d_silu", { WG: 64 }, buffers, params, "uuuuuuuu", this.#grid1(b * c, 64));
+      return;
     }
-    this.#run("conv1d_silu", { WG: 64 }, buffers, params, "uuuuuuuu", this.#grid1(b * c, 64));
+    const dispatch = this.#prepare(
+      "conv1d_silu",
+      { WG: 64 },
+      buffers,
+      params,
+      "uuuuuuuu",
+      this.#grid1(b * c, 64),
+    );
+    ws.opMemo = { a: o, b: xs, c: bs, d: st, eps: 0, dispatch };
+    this.#replay(dispatch);
   }
 
   selectiveScan(a: ScanArgs): void {
@@ -847,15 +922,23 @@ export class WebGpuBackend implements Backend {
   gatedRmsNorm(out: Tensor, y: Tensor, z: Tensor, w: Tensor, eps: number, groupSize: number): void {
     this.#emit();
     const o = gt(out), ys = gt(y), zs = gt(z), ws = gt(w);
-    const groups = numel(ys.shape) / groupSize;
-    this.#run(
-      "gated_rms_norm",
-      {},
-      [o.buffer, ys.buffer, zs.buffer, ws.buffer],
-      [groups, groupSize, ws.shape[0], eps],
-      "uuuf",
-      this.#grid2(groups),
-    );
+    let memo = ws.opMemo;
+    if (
+      !memo || memo.a !== o || memo.b !== ys || memo.c !== zs || memo.eps !== eps ||
+      memo.groupSize !== groupSize
+    ) {
+      const groups = ys.size / groupSize;
+      const dispatch = this.#prepare(
+        "gated_rms_norm",
+        {},
+        [o.buffer, ys.buffer, zs.buffer, ws.buffer],
+        [groups, groupSize, ws.shape[0], eps],
+        "uuuf",
+        this.#grid2(groups),
+      );
+      memo = ws.opMemo = { a: o, b: ys, c: zs, eps, groupSize, dispatch };
+    }
+    this.#replay(memo.dispatch);
   }
 
   sample(a: SampleArgs): void {
@@ -967,7 +1050,6 @@ export class WebGpuBackend implements Backend {
 
   #buffer(size: number, usage = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST) {
     const buf = this.#device.createBuffer({ size, usage });
-    this.#ids.set(buf, this.#nextId++);
     this.#owned.add(buf);
     return buf;
   }
@@ -982,7 +1064,6 @@ export class WebGpuBackend implements Backend {
     });
     new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     buf.unmap();
-    this.#ids.set(buf, this.#nextId++);
     this.#owned.add(buf);
     return buf;
   }
@@ -1036,46 +1117,65 @@ export class WebGpuBackend implements Backend {
   }
 
   #pipeline(kernel: string, overrides: Record<string, number>): GPUComputePipeline {
+    let list = this.#pipelines.get(kernel);
+    if (!list) this.#pipelines.set(kernel, list = []);
+    outer: for (let e = 0; e < list.length; e++) {
+      const entry = list[e];
+      let i = 0;
+      for (const k in overrides) {
+        if (entry.names[i] !== k || entry.values[i] !== overrides[k]) continue outer;
+        i++;
+      }
+      if (i === entry.names.length) return entry.pipeline;
+    }
     let key = kernel;
     for (const k in overrides) key += `|${k}=${overrides[k]}`;
-    let p = this.#pipelines.get(key);
-    if (!p) {
-      const module = this.#module(kernel);
-      this.#device.pushErrorScope("validation");
-      p = this.#device.createComputePipeline({
-        label: key,
-        layout: this.#layout(kernel).pipeline,
-        compute: { module, entryPoint: kernel, constants: overrides },
-      });
-      this.#device.popErrorScope().then((err) => {
-        if (err) this.#failure ??= `pipeline ${key} failed: ${err.message}`;
-      });
-      this.#pipelines.set(key, p);
-    }
-    return p;
+    const module = this.#module(kernel);
+    this.#device.pushErrorScope("validation");
+    const pipeline = this.#device.createComputePipeline({
+      label: key,
+      layout: this.#layout(kernel).pipeline,
+      compute: { module, entryPoint: kernel, constants: overrides },
+    });
+    this.#device.popErrorScope().then((err) => {
+      if (err) this.#failure ??= `pipeline ${key} failed: ${err.message}`;
+    });
+    list.unshift({ names: Object.keys(overrides), values: Object.values(overrides), pipeline });
+    return pipeline;
   }
 
-  /** The bind group of `kernel` over `buffers`, cached in a tree of maps keyed by buffer (no strings). */
+  /**
+   * The bind group of `kernel` over `buffers`, cached by a hash of the buffers' ids (property loads
+   * and one map lookup, no strings), the buffers compared on a hit.
+   */
   #bindGroup(kernel: string, buffers: GPUBuffer[]): GPUBindGroup {
-    let node = this.#bindGroups.get(kernel);
-    if (!node) this.#bindGroups.set(kernel, node = new Map());
-    for (const b of buffers) {
-      let next = node.get(b) as BindTree | undefined;
-      if (!next) node.set(b, next = new Map());
-      node = next;
+    let h = 0;
+    for (let i = 0; i < buffers.length; i++) {
+      const b = buffers[i] as TaggedBuffer;
+      const id = b[BUFFER_ID] ?? (b[BUFFER_ID] = this.#nextId++);
+      h = Math.imul(h ^ id, 0x9e3779b1) + i;
     }
-    let bg = node.get(LEAF) as GPUBindGroup | undefined;
-    if (!bg) {
-      bg = this.#device.createBindGroup({
-        layout: this.#layout(kernel).group,
-        entries: [
-          { binding: 0, resource: { buffer: this.#uniform, size: SLOT } },
-          ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
-        ],
-      });
-      node.set(LEAF, bg);
-    }
-    return bg;
+    h &= 0x3fffffff; // a small integer key (no heap number)
+    let cache = this.#bindGroups.get(kernel);
+    if (!cache) this.#bindGroups.set(kernel, cache = new Map());
+    let list = cache.get(h);
+    if (list) {
+      outer: for (let e = 0; e < list.length; e++) {
+        const known = list[e].buffers;
+        if (known.length !== buffers.length) continue;
+        for (let i = 0; i < known.length; i++) if (known[i] !== buffers[i]) continue outer;
+        return list[e].group;
+      }
+    } else cache.set(h, list = []);
+    const group = this.#device.createBindGroup({
+      layout: this.#layout(kernel).group,
+      entries: [
+        { binding: 0, resource: { buffer: this.#uniform, size: SLOT } },
+        ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ],
+    });
+    list.push({ buffers: buffers.slice(), group });
+    return group;
   }
 
   /** Records one dispatch of `kernel`; params are written as typed by `types` (u: u32, f: f32). */
@@ -1087,28 +1187,65 @@ export class WebGpuBackend implements Backend {
     types: string,
     groups: [number, number, number],
   ): void {
-    this.#check();
-    if (this.#slots === SLOTS) this.#flush();
     const pipeline = this.#pipeline(kernel, overrides);
     const bindGroup = this.#bindGroup(kernel, buffers);
-    const base = this.#slots * (SLOT / 4);
-    for (let i = 0; i < params.length; i++) {
-      if (types.charCodeAt(i) === 102) this.#arenaF32[base + i] = params[i]; // "f"
-      else this.#arenaU32[base + i] = params[i];
-    }
-    const pass = this.#computePass();
+    const base = this.#slot();
+    packParams(this.#arenaU32, this.#arenaF32, base, params, types);
+    this.#dispatch(kernel, pipeline, bindGroup, groups[0], groups[1], groups[2]);
+  }
+
+  /** What #run would record, kept to be recorded again by #replay (its Params as 32-bit words). */
+  #prepare(
+    kernel: string,
+    overrides: Record<string, number>,
+    buffers: GPUBuffer[],
+    params: number[],
+    types: string,
+    groups: [number, number, number],
+  ): Dispatch {
+    const words = new Uint32Array(params.length);
+    packParams(words, new Float32Array(words.buffer), 0, params, types);
+    const pipeline = this.#pipeline(kernel, overrides);
+    const bindGroup = this.#bindGroup(kernel, buffers);
+    return { kernel, pipeline, bindGroup, words, x: groups[0], y: groups[1], z: groups[2] };
+  }
+
+  /** Records a prepared dispatch. */
+  #replay(d: Dispatch): void {
+    const base = this.#slot();
+    const u32 = this.#arenaU32, words = d.words;
+    for (let i = 0; i < words.length; i++) u32[base + i] = words[i];
+    this.#dispatch(d.kernel, d.pipeline, d.bindGroup, d.x, d.y, d.z);
+  }
+
+  /** The first word of the next Params slot of the arena (the arena submitted first when full). */
+  #slot(): number {
+    this.#check();
+    if (this.#slots === SLOTS) this.#flush();
+    return this.#slots * (SLOT / 4);
+  }
+
+  /** Records the dispatch whose Params were just written to the next slot. */
+  #dispatch(
+    kernel: string,
+    pipeline: GPUComputePipeline,
+    bindGroup: GPUBindGroup,
+    x: number,
+    y: number,
+    z: number,
+  ): void {
+    const pass = this.#pass ?? this.#computePass();
     if (pipeline !== this.#lastPipeline) {
       pass.setPipeline(pipeline);
       this.#lastPipeline = pipeline;
     }
     this.#offset[0] = this.#slots * SLOT;
     pass.setBindGroup(0, bindGroup, this.#offset, 0, 1);
-    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    pass.dispatchWorkgroups(x, y, z);
     this.#slots++;
-    const names = this.#timestamps?.names;
-    if (names) {
+    if (this.#timestamps?.names) {
       // profiling each dispatch: a pass of its own
-      names.push(kernel);
+      this.#timestamps.names.push(kernel);
       this.#endPass();
     }
   }
@@ -1170,6 +1307,33 @@ export class WebGpuBackend implements Backend {
     return { total: Number(t[used - 1] - t[0]) / 1000, kernels };
   }
 
+  /**
+   * For benchmarks: the CPU cost of recording what `record` issues, which is then dropped unrun (so
+   * tensors keep their contents). Returns the milliseconds spent recording (the ops' JavaScript down to
+   * the encoder calls), the milliseconds of the command encoder's finish(), and the dispatches. Keep it
+   * under 4096 dispatches (a full uniform arena is submitted: that throws here).
+   */
+  recordOnly(record: () => void): { recordMs: number; finishMs: number; dispatches: number } {
+    this.#flush();
+    const submissions = this.#submissions;
+    const t0 = performance.now();
+    record();
+    this.#emit();
+    const t1 = performance.now();
+    const dispatches = this.#slots;
+    const encoder = this.#endPass();
+    encoder.finish();
+    const t2 = performance.now();
+    this.#encoder = undefined;
+    this.#slots = 0;
+    if (this.#submissions !== submissions) {
+      throw new BackendError(
+        `Cannot time recording: it was submitted, expected fewer than ${SLOTS} dispatches`,
+      );
+    }
+    return { recordMs: t1 - t0, finishMs: t2 - t1, dispatches };
+  }
+
   #computePass(): GPUComputePassEncoder {
     if (!this.#pass) {
       this.#encoder ??= this.#device.createCommandEncoder();
@@ -1212,6 +1376,7 @@ export class WebGpuBackend implements Backend {
     this.#maps = [];
     for (const start of maps) start();
     this.#device.queue.submit([commands]);
+    this.#submissions++;
     this.#encoder = undefined;
     this.#slots = 0;
   }
@@ -1324,7 +1489,6 @@ export function gemmTile(
   return { BM, BN, TM, TN, BK, KS };
 }
 
-/** Threads per workgroup of a scan whose n states per thread sit in workgroup memory (<= 16 KiB). */
 /** What one of the four matrix slots of matvec, matvec1 and gemm binds. */
 interface Slot {
   out: GPUBuffer;
@@ -1335,6 +1499,45 @@ interface Slot {
 /** The slots of the held-back products, in order. */
 function slotsOf(pl: PendingLinear): Slot[] {
   return pl.items.map((it) => ({ out: it.out.buffer, w: it.w.buffer, bias: it.bias?.buffer }));
+}
+
+/** Writes Params words from `base` on, each as `types` says (u: u32, f: f32); u32 and f32 share a buffer. */
+function packParams(
+  u32: Uint32Array,
+  f32: Float32Array,
+  base: number,
+  params: number[],
+  types: string,
+): void {
+  for (let i = 0; i < params.length; i++) {
+    if (types.charCodeAt(i) === 102) f32[base + i] = params[i]; // "f"
+    else u32[base + i] = params[i];
+  }
+}
+
+/** Whether one of the held-back products writes `t`. */
+function writes(pl: PendingLinear, t: GpuTensor): boolean {
+  for (let j = 0; j < pl.items.length; j++) if (pl.items[j].out === t) return true;
+  return false;
+}
+
+/**
+ * Whether two held-back emissions dispatch the same: the same tensors in every role and the same
+ * scalars (m, cols, stride and packing follow from the input and the weights; argmax's row is not
+ * part of the products' dispatch).
+ */
+function sameLinear(a: PendingLinear, b: PendingLinear): boolean {
+  if (a.input !== b.input || a.resid !== b.resid || a.items.length !== b.items.length) return false;
+  if (!a.argmax !== !b.argmax) return false;
+  for (let j = 0; j < a.items.length; j++) {
+    const p = a.items[j], q = b.items[j];
+    if (p.out !== q.out || p.w !== q.w || p.bias !== q.bias) return false;
+  }
+  const n = a.norm, o = b.norm;
+  if (n !== o && (!n || !o || n.out !== o.out || n.x !== o.x || n.w !== o.w || n.eps !== o.eps)) return false;
+  const c = a.conv, e = b.conv;
+  return c === e ||
+    (!!c && !!e && c.out === e.out && c.w === e.w && c.bias === e.bias && c.state === e.state);
 }
 
 /**
@@ -1375,6 +1578,7 @@ export function scanChunkChannels(n: number, storage: number): number {
   return ch;
 }
 
+/** Threads per workgroup of a scan whose n states per thread sit in workgroup memory (<= 16 KiB). */
 function scanGroup(n: number, most: number): number {
   let wg = most;
   while (wg > 4 && wg * n * 4 > 16384) wg /= 2;

@@ -121,8 +121,8 @@ Deno.test({
           true,
         ],
         [19, 41, 77, true],
+        // the tiled kernel (wgsl/gemm.wgsl): m > 32, or a matrix of 4096 rows
         [70, 130, 75, true],
-        // the tiled kernel (wgsl/gemm.wgsl): m > 32 on more than 256 rows, or a matrix of 4096 rows
         [33, 301, 45, true],
         [64, 259, 70, false],
         [65, 257, 37, true],
@@ -152,7 +152,7 @@ Deno.test({
         );
       }
 
-      for (const [m, d, o1, o2] of [[1, 45, 37, 70], [5, 130, 33, 129], [7, 64, 64, 7]]) {
+      for (const [m, d, o1, o2] of [[1, 45, 37, 70], [5, 130, 33, 129], [7, 64, 64, 7], [45, 70, 37, 9]]) {
         await t.step(`rmsNorm() -> linear() x3 -> add() (fused) matches js for m ${m}, d ${d}`, async () => {
           const [a, b] = await both(gpu, (be) => ({
             hidden: be.upload(rand(m * d, 50, -2, 2), [m, d]),
@@ -262,6 +262,103 @@ Deno.test({
             }
             assert.deepEqual(got[1], got[0], `greedy ids for input ${i}`);
           }
+        },
+      );
+
+      await t.step(
+        "linear() on one weight with other inputs, bias, norm, residual and argmax in turn matches js",
+        async () => {
+          // The webgpu backend records the dispatch of a weight's products once and replays it while
+          // the tensors in every role stay the same: each change here must be seen. A backend of its
+          // own, so that the buffer of matvec1's argmax partials starts at the size this test gives it.
+          const [o, i, v] = [37, 45, 3001];
+          const fresh = await createWebGpuBackend();
+          const got: { values: Float32Array[]; ids: number[] }[] = [];
+          for (const be of [new JsBackend(), fresh] as Backend[]) {
+            const w = be.uploadMatrix(rand(o * i, 100), [o, i]);
+            const w3 = be.uploadMatrix(rand(o * i, 109), [o, i]);
+            const xq = be.upload(rand(i, 134, -2, 2), [1, i]);
+            const w5 = be.uploadMatrix(rand(5 * i, 107), [5, i]);
+            const head = be.uploadMatrix(rand(v * i, 101), [v, i]);
+            const b = be.upload(rand(o, 102), [o]), nw = be.upload(rand(i, 103), [i]);
+            const x1 = be.upload(rand(i, 104, -2, 2), [1, i]), x2 = be.upload(rand(i, 105, -2, 2), [1, i]);
+            const xn = be.zeros([1, i]), y1 = be.zeros([1, o]), y2 = be.zeros([1, o]), y3 = be.zeros([1, o]);
+            const r = be.upload(rand(o, 106), [1, o]), r3 = be.upload(rand(o, 108), [1, o]);
+            const ids = be.zeros([9, 1], "i32");
+            const logits = be.zeros([1, 5]), logitsV = be.zeros([1, v]);
+            // Each product changes one thing from the one before; every output is copied into a row
+            // of snap as it is made (later products overwrite them).
+            const snap = be.zeros([24, o]);
+            let at = 0;
+            const keep = (y: Tensor) => be.copy(snap, y, o * at++, 0, o);
+            be.linear(y1, w, x1);
+            keep(y1);
+            be.add(x1, x1, x2);
+            be.linear(y1, w, x1); // nothing: new contents
+            keep(y1);
+            be.linear(y2, w, x1); // the output
+            keep(y2);
+            be.linear(y2, w, x2); // the input
+            keep(y2);
+            be.linear(y2, w, x2, b); // the bias
+            keep(y2);
+            be.rmsNorm(xn, x2, nw, 1e-5);
+            be.linear(y2, w, xn, b); // the norm
+            keep(y2);
+            be.rmsNorm(xn, x1, nw, 1e-5);
+            be.linear(y2, w, xn, b); // the norm's input
+            keep(y2);
+            be.rmsNorm(xn, x1, nw, 1e-1);
+            be.linear(y2, w, xn, b); // the norm's eps
+            keep(y2);
+            be.linear(y3, w, x2);
+            keep(y3);
+            be.linear(y3, w, x2);
+            be.add(r, r, y3); // the residual, fused
+            keep(r);
+            be.linear(y3, w, x2);
+            be.add(r3, r3, y3); // another residual
+            keep(r3);
+            be.linear(y3, w, x2); // none
+            keep(y3);
+            be.linear(y1, w, x1);
+            be.linear(y3, w, x1); // a second product
+            keep(y1);
+            keep(y3);
+            be.linear(y3, w, x1);
+            be.linear(y1, w, x1); // the two in the other order
+            keep(y1);
+            keep(y3);
+            be.linear(y3, w, x1);
+            be.linear(y1, w3, x1); // the second weight
+            keep(y1);
+            keep(y3);
+            for (let row = 0; row < 3; row++) {
+              be.linear(logits, w5, x1);
+              be.sample({ out: ids, outRow: row, logits, params: GREEDY, step: 0 });
+              be.add(x1, x1, x2);
+            }
+            // A larger argmax: the partials (at most 5 pairs so far) move to a larger buffer and theirs
+            // goes back to the pool, to the zeros below; then the small argmax again must not write there.
+            be.linear(logitsV, head, x2);
+            be.sample({ out: ids, outRow: 3, logits: logitsV, params: GREEDY, step: 0 });
+            const spares = [4, 8, 12].map((n) => be.zeros([n], "i32"));
+            be.linear(logits, w5, x1);
+            be.sample({ out: ids, outRow: 4, logits, params: GREEDY, step: 0 });
+            spares.forEach((spare, k) => be.copy(ids, spare, 5 + k, 0, 1));
+            be.linear(logits, w5, xq); // no argmax (and another input)
+            be.copy(snap, logits, o * at++, 0, 5);
+            be.linear(logits, w5, xq); // the argmax
+            be.sample({ out: ids, outRow: 8, logits, params: GREEDY, step: 0 });
+            const values = [];
+            for (const t of [snap, r, r3, x1]) values.push(await be.read(t));
+            got.push({ values, ids: [...await be.readIds(ids)] });
+          }
+          await fresh.dispose();
+          const [a, g] = got;
+          for (let j = 0; j < a.values.length; j++) close(a.values[j], g.values[j], 5e-5, `output ${j}`);
+          assert.deepEqual(g.ids, a.ids);
+          assert.ok(new Set(a.ids.slice(0, 3)).size > 1 && a.ids[8] !== a.ids[4], "the argmax of w5 changes");
         },
       );
 
@@ -451,6 +548,62 @@ Deno.test({
         );
         close(a[0], b[0], 1e-5, "gatedRmsNorm");
       });
+
+      await t.step(
+        "conv1dSilu() and gatedRmsNorm() on one weight with other tensors in turn match js",
+        async () => {
+          // One-dispatch convs and gated norms are recorded once per weight and replayed while the
+          // tensors and scalars stay the same: each change here must be seen.
+          const [c, k, gs] = [42, 4, 14];
+          const [a, b] = await both(gpu, (be) => ({
+            x1: be.upload(rand(c, 110, -2, 2), [1, 1, c]),
+            x3: be.upload(rand(c, 118, -2, 2), [1, 1, c]),
+            x2: be.upload(rand(2 * c, 111, -2, 2), [2, 1, c]),
+            cw: be.upload(rand(c * k, 112), [c, k]),
+            cb: be.upload(rand(c, 113), [c]),
+            s1: be.upload(rand(c * (k - 1), 114), [1, c, k - 1]),
+            s3: be.upload(rand(c * (k - 1), 119), [1, c, k - 1]),
+            s2: be.upload(rand(2 * c * (k - 1), 115), [2, c, k - 1]),
+            o1: be.zeros([1, 1, c]),
+            o3: be.zeros([1, 1, c]),
+            o2: be.zeros([2, 1, c]),
+            z1: be.upload(rand(c, 116, -2, 2), [1, c]),
+            z3: be.upload(rand(c, 120, -2, 2), [1, c]),
+            z2: be.upload(rand(2 * c, 121, -2, 2), [2, c]),
+            nw: be.upload(rand(c, 117), [c]),
+            g1: be.zeros([1, c]),
+            g3: be.zeros([1, c]),
+            g2: be.zeros([2, c]),
+            acc: be.zeros([1, c]),
+          }), (be, x) => {
+            // Each call changes one thing from the one before; every output is summed into acc as
+            // it is made (later calls overwrite them).
+            const conv = (o: Tensor, xx: Tensor, bias: Tensor | undefined, st: Tensor) => {
+              be.conv1dSilu(o, xx, x.cw, bias, st);
+              be.add(x.acc, x.acc, o);
+            };
+            conv(x.o1, x.x1, x.cb, x.s1);
+            conv(x.o1, x.x1, x.cb, x.s1); // nothing: the state moved on
+            conv(x.o3, x.x1, x.cb, x.s1); // the output
+            conv(x.o3, x.x1, undefined, x.s1); // the bias
+            conv(x.o3, x.x3, undefined, x.s1); // the input
+            conv(x.o3, x.x3, undefined, x.s3); // the state
+            be.conv1dSilu(x.o2, x.x2, x.cw, x.cb, x.s2); // two sequences
+            const norm = (o: Tensor, y: Tensor, z: Tensor, eps: number, groupSize: number) => {
+              be.gatedRmsNorm(o, y, z, x.nw, eps, groupSize);
+              be.add(x.acc, x.acc, o);
+            };
+            norm(x.g1, x.o1, x.z1, 1e-5, gs);
+            norm(x.g3, x.o1, x.z1, 1e-5, gs); // the output
+            norm(x.g3, x.o3, x.z1, 1e-5, gs); // y
+            norm(x.g3, x.o3, x.z3, 1e-5, gs); // z
+            norm(x.g3, x.o3, x.z3, 1e-1, gs); // eps
+            norm(x.g3, x.o3, x.z3, 1e-1, 3 * gs); // the group size
+            be.gatedRmsNorm(x.o2, x.o2, x.z2, x.nw, 1e-5, gs); // two rows, in place
+          }, ["acc", "o2", "s1", "s2", "s3"]);
+          for (let j = 0; j < a.length; j++) close(a[j], b[j], 2e-5, `output ${j}`);
+        },
+      );
 
       await t.step("copy() copies ranges, within one tensor too", async () => {
         const [a, b] = await both(gpu, (be) => ({
