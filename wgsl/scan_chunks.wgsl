@@ -22,12 +22,19 @@
 // | 8       | z    | read       | f32    | (b, l, di), read in MODE 1                    |
 // | 9       | hc   | read_write | f32    | (b, nc, di, n) states, then (b, nc, di) sums  |
 //
-// A workgroup takes one chunk of CH channels: a thread per (channel, state), WG = CH * N. Its global
-// reads come first, together: the chunk's delta, delta * u (and u, z), computed once per (step,
-// channel), and B (and C) go to workgroup memory. Steps past l are staged as delta = 0, which leaves
-// h as it is, so the T steps are written out (no loop: WGSL loops compile with an iteration bound
-// that keeps drivers from unrolling them). In MODE 1 each thread leaves h * C of every step in
-// workgroup memory, and a thread per (step, channel) then sums them over n into y.
+// A workgroup takes one chunk of CH channels: a thread per (channel, state), WG = CH * N, thread
+// tid = i_n * CH + c. Its global reads come first, together: thread tid stages element tid (and
+// more, as a loop, when T * CH > WG) of the chunk's (step, channel) tile, delta and delta * u
+// (softplus once per step and channel), in workgroup memory, and reads the B (and C) of its state
+// for the T steps into registers. Steps past l are staged as delta = 0, which leaves h as it is, so
+// the T steps are written out (no loop: WGSL loops compile with an iteration bound that keeps drivers
+// from unrolling them). In MODE 1 each thread keeps h * C of every step in registers, and the sums
+// over the N states of a channel go through a small workgroup buffer: for N = 16 = T a halving
+// exchange between the lanes of a channel (after which lane i_n holds step i_n: the (step, channel)
+// that the same thread staged, whose u, z and D it kept), otherwise a step at a time.
+// Workgroup memory stays at WM = max(2 * T * CH, 2 * WG) floats: Mesa's llvmpipe compiles a shader's
+// workgroup memory zero-fill element by element, and its compile time grows much faster than the
+// element count (seconds from about 1000 floats, minutes from 4000).
 // Dispatch: b * nc * ceil(di / CH) workgroups over x and y. Needs n = N.
 
 struct Params {
@@ -46,6 +53,7 @@ override WG: u32 = 256;
 override CH: u32 = 16;
 override N: u32 = 16;
 override MODE: u32 = 0;
+override WM: u32 = 512; // max(2 * T * CH, 2 * WG)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
@@ -58,20 +66,21 @@ override MODE: u32 = 0;
 @group(0) @binding(8) var<storage, read> z: array<f32>;
 @group(0) @binding(9) var<storage, read_write> hc: array<f32>;
 
-var<workgroup> s_delta: array<f32, T * CH>; // [step][channel]
-var<workgroup> s_du: array<f32, T * CH>; // delta * u
-var<workgroup> s_u: array<f32, T * CH * MODE + 1>; // u, MODE 1
-var<workgroup> s_z: array<f32, T * CH * MODE + 1>; // z, MODE 1
-var<workgroup> s_b: array<f32, T * N>; // [step][state]
-var<workgroup> s_c: array<f32, T * N * MODE + 1>; // C, MODE 1
-var<workgroup> part: array<f32, T * CH * (N + 1) * MODE + 1>; // h * C, [step][channel][state], rows of N + 1
+// the staged delta [step][channel] at 0 and delta * u at T * CH; then (MODE 1) two buffers of WG
+// for the sums over n
+var<workgroup> wm: array<f32, WM>;
 
-// this thread's channel in the workgroup, state, decay rate, state value and delta sum
+// this thread's index, channel in the workgroup, state, decay rate, state value and delta sum
+var<private> tid: u32;
 var<private> c: u32;
 var<private> i_n: u32;
 var<private> a: f32;
 var<private> h: f32;
 var<private> dsum: f32;
+// B and C of this thread's state for each step (C in MODE 1), then h * C of each step (MODE 1)
+var<private> bv: array<f32, T>;
+var<private> cv: array<f32, T>;
+var<private> v: array<f32, T>;
 
 fn softplus(v: f32) -> f32 {
   if (v > 20.0) {
@@ -87,33 +96,37 @@ fn silu(v: f32) -> f32 {
   return v / (1.0 + exp(-v));
 }
 
+/** B (and C) of step s from global row `row` (clamped to the last row of the chunk by the caller). */
+fn load(s: u32, row: u32) {
+  bv[s] = B[row * N + i_n];
+  if (MODE == 1u) {
+    cv[s] = C[row * N + i_n];
+  }
+}
+
 /** Step s, MODE 0. */
 fn step0(s: u32) {
-  let delta = s_delta[s * CH + c];
+  let delta = wm[s * CH + c];
   dsum += delta;
-  h = exp(delta * a) * h + s_du[s * CH + c] * s_b[s * N + i_n];
+  h = exp(delta * a) * h + wm[T * CH + s * CH + c] * bv[s];
 }
 
 /** Step s, MODE 1. */
 fn step1(s: u32) {
-  h = exp(s_delta[s * CH + c] * a) * h + s_du[s * CH + c] * s_b[s * N + i_n];
-  part[(s * CH + c) * (N + 1u) + i_n] = h * s_c[s * N + i_n];
+  h = exp(wm[s * CH + c] * a) * h + wm[T * CH + s * CH + c] * bv[s];
+  v[s] = h * cv[s];
 }
 
-/** The N values of part from `base` summed. */
-fn row_sum(base: u32) -> f32 {
-  if (N == 16u) {
-    let s0 = (part[base] + part[base + 1u]) + (part[base + 2u] + part[base + 3u]);
-    let s1 = (part[base + 4u] + part[base + 5u]) + (part[base + 6u] + part[base + 7u]);
-    let s2 = (part[base + 8u] + part[base + 9u]) + (part[base + 10u] + part[base + 11u]);
-    let s3 = (part[base + 12u] + part[base + 13u]) + (part[base + 14u] + part[base + 15u]);
-    return (s0 + s1) + (s2 + s3);
-  }
-  var acc = 0.0;
-  for (var k = 0u; k < N; k++) {
-    acc += part[base + k];
-  }
-  return acc;
+/**
+ * Exchange k (buffer k % 2) of the halving sum with half `hf` (N = 16, lanes i_n and i_n ^ hf of a
+ * channel): the lane with bit hf keeps the upper values j + hf, the other the lower values j.
+ */
+fn halve(hf: u32, j: u32, k: u32) {
+  let up = (i_n & hf) != 0u;
+  let base = (k % 2u) * WG;
+  wm[base + tid] = select(v[j + hf], v[j], up);
+  workgroupBarrier();
+  v[j] = select(v[j], v[j + hf], up) + wm[base + select(tid + hf * CH, tid - hf * CH, up)];
 }
 
 @compute @workgroup_size(WG)
@@ -127,7 +140,7 @@ fn scan_chunks(
   if (w >= p.b * p.nc * groups) {
     return; // the whole workgroup: the grid's padding
   }
-  let tid = lid.x;
+  tid = lid.x;
   let g = w % groups;
   let i_c = (w / groups) % p.nc;
   let i_b = w / (groups * p.nc);
@@ -135,10 +148,10 @@ fn scan_chunks(
   let t0 = i_c * T;
   let len = min(T, p.l - t0);
   let row0 = i_b * p.l + t0;
-  c = tid / N;
-  i_n = tid % N;
+  c = tid % CH;
+  i_n = tid / CH;
   let ch = c0 + c;
-  let live = c < CH && ch < p.di;
+  let live = ch < p.di;
   let hi = ((i_b * p.nc + i_c) * p.di + ch) * N + i_n;
   if (live) {
     a = A[ch * N + i_n];
@@ -146,49 +159,37 @@ fn scan_chunks(
       h = hc[hi];
     }
   }
+  let last = row0 + len - 1u;
+  load(0u, min(row0, last)); load(1u, min(row0 + 1u, last));
+  load(2u, min(row0 + 2u, last)); load(3u, min(row0 + 3u, last));
+  load(4u, min(row0 + 4u, last)); load(5u, min(row0 + 5u, last));
+  load(6u, min(row0 + 6u, last)); load(7u, min(row0 + 7u, last));
+  load(8u, min(row0 + 8u, last)); load(9u, min(row0 + 9u, last));
+  load(10u, min(row0 + 10u, last)); load(11u, min(row0 + 11u, last));
+  load(12u, min(row0 + 12u, last)); load(13u, min(row0 + 13u, last));
+  load(14u, min(row0 + 14u, last)); load(15u, min(row0 + 15u, last));
 
-  // staging: element e of the (step, channel) and of the (step, state) tiles
-  for (var e = tid; e < T * max(CH, N); e += WG) {
+  // staging: element e of the (step, channel) tile; u and z of element tid kept (MODE 1)
+  var u_kept = 0.0;
+  var z_kept = 0.0;
+  var d_kept = 0.0;
+  for (var e = tid; e < T * CH; e += WG) {
     let s = e / CH;
     let chs = c0 + e % CH;
     var dv = 0.0;
     var uv = 0.0;
-    var zv = 0.0;
-    let on = e < T * CH && s < len && chs < p.di;
-    if (on) {
+    if (s < len && chs < p.di) {
       let k = (row0 + s) * p.di + chs;
-      dv = dt[k];
+      dv = softplus(dt[k]);
       uv = x[k];
-      if (MODE == 1u) {
-        zv = z[k];
+      if (MODE == 1u && N == T && e == tid) {
+        u_kept = uv;
+        z_kept = z[k];
+        d_kept = D[chs];
       }
     }
-    let sn = e / N;
-    var bv = 0.0;
-    var cv = 0.0;
-    if (e < T * N && sn < len) {
-      bv = B[(row0 + sn) * N + e % N];
-      if (MODE == 1u) {
-        cv = C[(row0 + sn) * N + e % N];
-      }
-    }
-    if (e < T * CH) {
-      if (on) {
-        dv = softplus(dv);
-      }
-      s_delta[e] = dv;
-      s_du[e] = dv * uv;
-      if (MODE == 1u) {
-        s_u[e] = uv;
-        s_z[e] = zv;
-      }
-    }
-    if (e < T * N) {
-      s_b[e] = bv;
-      if (MODE == 1u) {
-        s_c[e] = cv;
-      }
-    }
+    wm[e] = dv;
+    wm[T * CH + e] = dv * uv;
   }
   workgroupBarrier();
 
@@ -209,14 +210,31 @@ fn scan_chunks(
   step1(4u); step1(5u); step1(6u); step1(7u);
   step1(8u); step1(9u); step1(10u); step1(11u);
   step1(12u); step1(13u); step1(14u); step1(15u);
-  workgroupBarrier();
-  for (var e = tid; e < T * CH; e += WG) {
-    let s = e / CH;
-    let cc = e % CH;
-    let ch2 = c0 + cc;
-    if (s < len && ch2 < p.di) {
-      let acc = row_sum(e * (N + 1u));
-      y[(row0 + s) * p.di + ch2] = (acc + s_u[e] * D[ch2]) * silu(s_z[e]);
+  workgroupBarrier(); // the staged tile read by every thread: wm is free
+  if (N == T) {
+    // halving sums: lane i_n of channel c ends with the sum for step i_n, element tid of the tile
+    halve(8u, 0u, 0u); halve(8u, 1u, 1u); halve(8u, 2u, 2u); halve(8u, 3u, 3u);
+    halve(8u, 4u, 4u); halve(8u, 5u, 5u); halve(8u, 6u, 6u); halve(8u, 7u, 7u);
+    halve(4u, 0u, 8u); halve(4u, 1u, 9u); halve(4u, 2u, 10u); halve(4u, 3u, 11u);
+    halve(2u, 0u, 12u); halve(2u, 1u, 13u);
+    halve(1u, 0u, 14u);
+    if (i_n < len && live) {
+      y[(row0 + i_n) * p.di + ch] = (v[0] + u_kept * d_kept) * silu(z_kept);
+    }
+    return;
+  }
+  // a step at a time: the thread of state 0 sums its channel's N values
+  for (var s = 0u; s < T; s++) {
+    let base = (s % 2u) * WG;
+    wm[base + tid] = v[s];
+    workgroupBarrier();
+    if (i_n == 0u && s < len && live) {
+      var acc = 0.0;
+      for (var k = 0u; k < N; k++) {
+        acc += wm[base + k * CH + c];
+      }
+      let e = (row0 + s) * p.di + ch;
+      y[e] = (acc + x[e] * D[ch]) * silu(z[e]);
     }
   }
 }

@@ -854,9 +854,10 @@ export class WebGpuBackend implements Backend {
     const nc = Math.ceil(l / SCAN_CHUNK);
     const need = 4 * b * nc * di * (n + 1); // (b, nc, di, n) states, (b, nc, di) delta sums
     const hc = this.#scanScratch = this.#atLeast(this.#scanScratch, need);
-    const ch = scanChunkChannels(n, this.#device.limits.maxComputeWorkgroupStorageSize);
+    const ch = scanChunkChannels(n);
     const buffers = [...t.map((x) => x.buffer), hc];
-    const over = { WG: ch * n, CH: ch, N: n };
+    // workgroup memory: the staged (step, channel) tile's two values, then two buffers of a value per thread
+    const over = { WG: ch * n, CH: ch, N: n, WM: Math.max(2 * SCAN_CHUNK * ch, 2 * ch * n) };
     const groups = this.#grid2(b * nc * Math.ceil(di / ch));
     const params = [b, l, di, n, nc, 0, 0, 0];
     this.#run("scan_chunks", { ...over, MODE: 0 }, buffers, params, "uuuuuuuu", groups);
@@ -1567,15 +1568,11 @@ export function scanStepStates(n: number): 1 | 4 {
 }
 
 /**
- * Channels per workgroup of scan_chunks (a thread per state, at most 256 threads) whose workgroup
- * memory (chunks of SCAN_CHUNK steps) fits in `storage` bytes.
+ * Channels per workgroup of scan_chunks for n states (a thread per state, at most 256 threads, at most
+ * SCAN_CHUNK channels: its (step, channel) tile then fits one thread each when n = SCAN_CHUNK).
  */
-export function scanChunkChannels(n: number, storage: number): number {
-  const T = SCAN_CHUNK;
-  let ch = Math.max(1, Math.floor(256 / n));
-  const bytes = (c: number) => 4 * (4 * T * c + 2 * T * n + T * c * (n + 1) + 4);
-  while (ch > 1 && bytes(ch) > storage) ch--;
-  return ch;
+export function scanChunkChannels(n: number): number {
+  return Math.max(1, Math.min(SCAN_CHUNK, Math.floor(256 / n)));
 }
 
 /** Threads per workgroup of a scan whose n states per thread sit in workgroup memory (<= 16 KiB). */
