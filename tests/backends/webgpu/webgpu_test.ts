@@ -446,8 +446,9 @@ Deno.test({
         );
       }
 
-      // n 16: the written-out paths of scan_chunks (sums over 16 states) and of scan_step (4 states
-      // per thread); the carry pass in one round and in several; dt_proj's products past 16 per thread.
+      // n 16: the halving sums over 16 states of scan_chunks (n 5 above takes its step-at-a-time sums)
+      // and the written-out path of scan_step (4 states per thread); the carry pass in one round and in
+      // several; dt_proj's products past 16 per thread.
       const scanShapes: [number, number, number, Partial<typeof SCAN_TUNING>][] = [
         [1, 3, 7, {}],
         [1, 2, 70, {}],
