@@ -11,10 +11,19 @@
  * deno run -A --unstable-webgpu bench/gpu_scan.ts [--layers 24] [--prefill 512] [--batches 1,32]
  * ```
  *
+ * Kernel shapes to try instead of the defaults (SCAN_TUNING), each a comma-separated list:
+ * `--carry 8,32` (chunks per round of the prefill's carry pass), `--states 1,4` and `--group 64,256`
+ * (one-step scan states per thread and threads per workgroup).
+ *
  * @module
  */
 
-import { createWebGpuBackend, describeAdapter, requestAdapter } from "../src/backends/webgpu/webgpu.ts";
+import {
+  createWebGpuBackend,
+  describeAdapter,
+  requestAdapter,
+  SCAN_TUNING,
+} from "../src/backends/webgpu/webgpu.ts";
 import { JsBackend } from "../src/backends/js/js.ts";
 import type { Backend, Tensor } from "../src/backends/backend.ts";
 
@@ -24,6 +33,9 @@ const arg = (name: string, dflt: string) => {
 };
 const layers = Number(arg("layers", "24")), lp = Number(arg("prefill", "512"));
 const batches = arg("batches", "1,32").split(",").map(Number);
+const list = (name: string, dflt: number) => arg(name, String(dflt)).split(",").map(Number);
+const carries = list("carry", SCAN_TUNING.carryChunks);
+const states = list("states", SCAN_TUNING.stepStates), stepGroups = list("group", SCAN_TUNING.stepGroup);
 const di = 1536, n = 16, r = 48;
 
 let seed = 1;
@@ -92,7 +104,18 @@ const js = new JsBackend();
   const info = a && describeAdapter(a);
   console.log(JSON.stringify({ adapter: info?.description ?? null, features: info?.features ?? null }));
 }
-for (const [b, l] of [[1, lp], ...batches.map((bb) => [bb, 1])]) {
+const cases: [number, number, Partial<typeof SCAN_TUNING>][] = [];
+for (const carryChunks of carries) cases.push([1, lp, { carryChunks }]);
+for (const b of batches) {
+  for (const stepStates of states) {
+    for (const stepGroup of stepGroups) cases.push([b, 1, { stepStates, stepGroup }]);
+  }
+}
+if (Deno.args.includes("--decode-first")) cases.push(...cases.splice(0, carries.length));
+await floor();
+const defaults = { ...SCAN_TUNING };
+for (const [b, l, tuning] of cases) {
+  Object.assign(SCAN_TUNING, defaults, tuning);
   const v = inputs(b, l);
   // Against js: one call from the same inputs.
   const outs: Float32Array[][] = [];
@@ -119,6 +142,7 @@ for (const [b, l] of [[1, lp], ...batches.map((bb) => [bb, 1])]) {
     b,
     l,
     layers,
+    tuning,
     err_y: maxDiff(outs[0][0], outs[1][0]),
     err_h: maxDiff(outs[0][1], outs[1][1]),
     err_dt: maxDiff(outs[0][2], outs[1][2]),
@@ -126,8 +150,11 @@ for (const [b, l] of [[1, lp], ...batches.map((bb) => [bb, 1])]) {
     us_per_layer_one_pass: total === undefined ? null : +(total / layers).toFixed(2),
   }));
 }
-// The floor of a dispatch timed in a pass of its own: a small add.
-{
+await floor();
+await gpu.dispose();
+
+/** The floor of a dispatch timed in a pass of its own: a small add. */
+async function floor() {
   const a = gpu.upload(rand(di), [di]), o = gpu.zeros([di]);
   gpu.add(o, a, a);
   await gpu.sync();

@@ -104,8 +104,16 @@ const MATVEC_MAX_MB = 1;
 
 /** conv1dSilu runs one thread per output (and a second dispatch for the state) from this l on. */
 const CONV_PARALLEL_L = 8;
-/** Steps per chunk of the chunked (prefill) selective scan; it is used from 2 chunks on. */
+/** Steps per chunk of the chunked (prefill) selective scan (fixed in wgsl/scan_chunks.wgsl). */
 const SCAN_CHUNK = 16;
+/** The chunked selective scan is used from this many steps on. */
+const SCAN_CHUNKED_L = 32;
+/**
+ * Shapes of the selective scan's kernels (benchmarks may change them): chunks per round of the
+ * chunked (prefill) scan's carry pass (a power of two up to 256), and states per thread (0: chosen by
+ * scanStepStates, or 1 or 4) and threads per workgroup of the one-step scan.
+ */
+export const SCAN_TUNING = { carryChunks: 8, stepStates: 0, stepGroup: 64 };
 /** ssdScan runs chunked (SSD quadratic form inside chunks of this many steps, state passed between them) from this many tokens on; the sequential kernel below. */
 const SSD_CHUNK = 32;
 
@@ -833,7 +841,7 @@ export class WebGpuBackend implements Backend {
   }
 
   selectiveScan(a: ScanArgs): void {
-    if (gt(a.x).shape[1] >= 2 * SCAN_CHUNK) {
+    if (gt(a.x).shape[1] >= SCAN_CHUNKED_L && gt(a.A).shape[1] <= 256) {
       this.#emit();
       this.#chunkedScan(a);
       return;
@@ -860,15 +868,18 @@ export class WebGpuBackend implements Backend {
     const stride = proj?.w.matrix?.stride ?? 0;
     const f16 = proj?.w.matrix?.packed === "f16" ? 1 : 0;
     if (l === 1 && n <= 256) {
-      // One step: a thread per state, the channels' states in parallel.
-      const ch = Math.floor(256 / n);
+      // One step: K = n / q threads per channel (q states each), the channels in parallel.
+      const q = scanStepStates(n);
+      const k = n / q;
+      const wg = Math.max(SCAN_TUNING.stepGroup, k);
+      const rj = proj ? Math.ceil(r / k) : 1;
       this.#run(
         "scan_step",
-        { WG: ch * n, N: n },
+        { WG: wg, N: n, Q: q, K: k, DTPROJ: proj ? 1 : 0, R: proj ? r : 1, RJ: rj, F16: f16 },
         buffers,
-        [b, di, proj ? 1 : 0, r, stride, f16, 0, 0],
-        "uuuuuuuu",
-        this.#grid1(b * di, ch),
+        [b, di, stride, 0],
+        "uuuu",
+        this.#grid1(b * di, Math.floor(wg / k)),
       );
       return;
     }
@@ -883,7 +894,10 @@ export class WebGpuBackend implements Backend {
     );
   }
 
-  /** The selective scan in chunks of SCAN_CHUNK steps: chunk states from zero, carry, rescan. */
+  /**
+   * The selective scan in chunks of SCAN_CHUNK steps: each chunk's end state from zero, the
+   * chunks' start states by a prefix scan over chunks, then each chunk again from its start state.
+   */
   #chunkedScan(a: ScanArgs): void {
     const t = [a.y, a.x, a.dt, a.A, a.B, a.C, a.D, a.z].map(gt);
     const h = gt(a.h);
@@ -892,20 +906,24 @@ export class WebGpuBackend implements Backend {
     const nc = Math.ceil(l / SCAN_CHUNK);
     const need = 4 * b * nc * di * (n + 1); // (b, nc, di, n) states, (b, nc, di) delta sums
     const hc = this.#scanScratch = this.#atLeast(this.#scanScratch, need);
-    const wg = scanGroup(2 * n, 64);
+    const ch = scanChunkChannels(n);
     const buffers = [...t.map((x) => x.buffer), hc];
-    const over = { WG: wg, N: n, T: SCAN_CHUNK };
-    const grid = this.#grid1(b * nc * di, wg);
-    this.#run("scan_chunks", over, buffers, [b, l, di, n, nc, 0, 0, 0], "uuuuuuuu", grid);
+    // workgroup memory: the staged (step, channel) tile's two values, then two buffers of a value per thread
+    const over = { WG: ch * n, CH: ch, N: n, WM: Math.max(2 * SCAN_CHUNK * ch, 2 * ch * n) };
+    const groups = this.#grid2(b * nc * Math.ceil(di / ch));
+    const params = [b, l, di, n, nc, 0, 0, 0];
+    this.#run("scan_chunks", { ...over, MODE: 0 }, buffers, params, "uuuuuuuu", groups);
+    // P chunks at a time (a power of two), S = 256 / P states per workgroup
+    const P = Math.min(SCAN_TUNING.carryChunks, 2 ** Math.ceil(Math.log2(nc)));
     this.#run(
       "scan_carry",
-      {},
+      { WG: 256, P },
       [hc, h.buffer, t[3].buffer],
       [b, nc, di, n],
       "uuuu",
-      this.#grid1(b * di * n, 256),
+      this.#grid2(b * Math.ceil((di * n) / (256 / P))),
     );
-    this.#run("scan_chunks", over, buffers, [b, l, di, n, nc, 1, 0, 0], "uuuuuuuu", grid);
+    this.#run("scan_chunks", { ...over, MODE: 1 }, buffers, params, "uuuuuuuu", groups);
   }
 
   ssdScan(a: SsdArgs): void {
@@ -1663,6 +1681,22 @@ function groupsOf(pl: PendingLinear, rowsPerGroup: number) {
     total += Math.ceil(it.rows / rowsPerGroup);
   }
   return { os, starts, hasBias, total };
+}
+
+/**
+ * States per thread of the one-step scan (scan_step) for n states: 4 where n allows it, else 1 (on
+ * an H100 at the mamba-130m shape, 4 was the faster both at b = 1 and b = 32: bench/gpu_scan.ts).
+ */
+export function scanStepStates(n: number): 1 | 4 {
+  return n % 4 !== 0 || SCAN_TUNING.stepStates === 1 ? 1 : 4;
+}
+
+/**
+ * Channels per workgroup of scan_chunks for n states (a thread per state, at most 256 threads, at most
+ * SCAN_CHUNK channels: its (step, channel) tile then fits one thread each when n = SCAN_CHUNK).
+ */
+export function scanChunkChannels(n: number): number {
+  return Math.max(1, Math.min(SCAN_CHUNK, Math.floor(256 / n)));
 }
 
 /** Threads per workgroup of a scan whose n states per thread sit in workgroup memory (<= 16 KiB). */

@@ -9,6 +9,7 @@ import {
   isFallback,
   probeWebGpu,
   requestAdapter,
+  SCAN_TUNING,
   toHalf,
   type WebGpuBackend,
 } from "../../../src/backends/webgpu/webgpu.ts";
@@ -513,6 +514,61 @@ Deno.test({
               be.selectiveScan({ y: x.y, x: x.x, dt: x.dt, A: x.A, B: x.B, C: x.C, D: x.D, z: x.z, h: x.h });
             }, ["y", "h", "dt"]);
             for (let j = 0; j < 3; j++) close(a[j], g[j], 2e-5, `fused scan output ${j}`);
+          },
+        );
+      }
+
+      // n 16: the halving sums over 16 states of scan_chunks (n 5 above takes its step-at-a-time sums)
+      // and the written-out path of scan_step (4 states per thread); the carry pass in one round and in
+      // several; dt_proj's products past 16 per thread.
+      const scanShapes: [number, number, number, Partial<typeof SCAN_TUNING>][] = [
+        [1, 3, 7, {}],
+        [1, 2, 70, {}],
+        [1, 3, 7, { stepStates: 1 }],
+        [77, 2, 0, {}],
+        [77, 2, 0, { carryChunks: 2 }],
+      ];
+      for (const [l, b, r, tuning] of scanShapes) {
+        await t.step(
+          `selectiveScan() with n 16 matches js for l ${l}, b ${b}, dt_proj ${r ? "fused" : "apart"}, ${
+            JSON.stringify(tuning)
+          }`,
+          async () => {
+            const [di, n] = [37, 16];
+            const saved = { ...SCAN_TUNING };
+            Object.assign(SCAN_TUNING, tuning);
+            try {
+              const [a, g] = await both(gpu, (be) => ({
+                y: be.zeros([b, l, di]),
+                x: be.upload(rand(b * l * di, 80), [b, l, di]),
+                dtLow: be.upload(rand(b * l * Math.max(r, 1), 81, -0.3, 0.3), [b * l, Math.max(r, 1)]),
+                dtW: be.uploadMatrix(rand(di * Math.max(r, 1), 82, -0.3, 0.3), [di, Math.max(r, 1)]),
+                dtB: be.upload(rand(di, 83, -3, 0), [di]),
+                dt: be.upload(rand(b * l * di, 84, -4, 2), [b, l, di]),
+                A: be.upload(rand(di * n, 85, -2, -0.1), [di, n]),
+                B: be.upload(rand(b * l * n, 86), [b, l, n]),
+                C: be.upload(rand(b * l * n, 87), [b, l, n]),
+                D: be.upload(rand(di, 88), [di]),
+                z: be.upload(rand(b * l * di, 89), [b, l, di]),
+                h: be.upload(rand(b * di * n, 90), [b, di, n]),
+              }), (be, x) => {
+                if (r) be.linear(x.dt, x.dtW, x.dtLow, x.dtB);
+                be.selectiveScan({
+                  y: x.y,
+                  x: x.x,
+                  dt: x.dt,
+                  A: x.A,
+                  B: x.B,
+                  C: x.C,
+                  D: x.D,
+                  z: x.z,
+                  h: x.h,
+                });
+              }, ["y", "h", "dt"]);
+              for (let j = 0; j < 3; j++) close(a[j], g[j], 2e-5, `selectiveScan n 16 output ${j}`);
+            } finally {
+              Object.assign(SCAN_TUNING, saved);
+            }
           },
         );
       }
