@@ -63,6 +63,8 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   rms_norm: ["rw", "rw", "read"],
   sample: ["rw", "read", "rw", "rw"],
   scan_carry: ["rw", "rw", "read"],
+  splitk: ["read", "read", "read", "read", "read", "read", "rw"],
+  splitk_reduce: ["read", ...Array(4).fill("rw"), ...Array(4).fill("read"), "read", "read", "rw", "rw"],
   scan_step: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
   scan_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
   selective_scan: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
@@ -162,7 +164,14 @@ class GpuTensor implements Tensor {
   /** elements */
   readonly size: number;
   /** for matrices: the last matrix-vector products emitted with this as the first weight (see #matvec) */
-  memo?: { pl: PendingLinear; dispatch: Dispatch; partials?: GPUBuffer };
+  memo?: {
+    pl: PendingLinear;
+    dispatch: Dispatch;
+    partials?: GPUBuffer;
+    /** split-k: the reduce dispatch after `dispatch`, and the scratch buffer of partial sums both use */
+    then?: Dispatch;
+    scratch?: GPUBuffer;
+  };
   /**
    * for weights of conv1dSilu and gatedRmsNorm: the last one-dispatch op on them, with the tensors
    * (a, b, c, d in the op's argument order) and scalars it was made for
@@ -330,6 +339,8 @@ export class WebGpuBackend implements Backend {
   #scanScratch?: GPUBuffer;
   /** matvec1's argmax pairs */
   #partials?: GPUBuffer;
+  /** the split-k products' partial sums */
+  #splitScratch?: GPUBuffer;
   /** starts the mapping of a read already submitted (see #readBytes) */
   #maps: (() => void)[] = [];
   #pendingNorm?: PendingNorm;
@@ -569,20 +580,32 @@ export class WebGpuBackend implements Backend {
 
   #matvec(pl: PendingLinear): void {
     const x4 = pl.stride / 4;
+    const splitk = pl.m >= 2 && pl.m <= SPLITK_MAX_M && LINEAR_TUNING.splitk;
     if (
       pl.m > MATVEC_MAX_M ||
-      (pl.m >= 2 && (x4 > MATVEC_MAX_X4 || pl.items.some((it) => it.rows >= GEMM_MIN_ROWS)))
+      (pl.m >= 2 && !splitk && (x4 > MATVEC_MAX_X4 || pl.items.some((it) => it.rows >= GEMM_MIN_ROWS)))
     ) {
       return this.#gemm(pl);
     }
-    // The products of the last emission on this weight again (every decode step): its dispatch as is.
+    // The products of the last emission on this weight again (every decode step): its dispatches as
+    // they are.
     const w = pl.items[0].w;
     let memo = w.memo;
-    if (!memo || (pl.argmax && memo.partials !== this.#partials) || !sameLinear(memo.pl, pl)) {
-      const dispatch = pl.m === 1 ? this.#matvec1(pl) : this.#matvecRows(pl);
-      memo = w.memo = { pl, dispatch, partials: this.#partials };
+    if (
+      !memo || (pl.argmax && memo.partials !== this.#partials) ||
+      (memo.scratch && memo.scratch !== this.#splitScratch) || !!memo.then !== splitk ||
+      !sameLinear(memo.pl, pl)
+    ) {
+      if (splitk) {
+        const [dispatch, then] = this.#splitk(pl);
+        memo = w.memo = { pl, dispatch, then, scratch: this.#splitScratch };
+      } else {
+        const dispatch = pl.m === 1 ? this.#matvec1(pl) : this.#matvecRows(pl);
+        memo = w.memo = { pl, dispatch, partials: this.#partials };
+      }
     }
     this.#replay(memo.dispatch);
+    if (memo.then) this.#replay(memo.then);
     if (pl.argmax) {
       // matvec1's workgroups left their best rows in #partials; the best of them to out[outRow]
       const total = memo.dispatch.x;
@@ -595,6 +618,59 @@ export class WebGpuBackend implements Backend {
         [1, 1, 1],
       );
     }
+  }
+
+  /**
+   * The products of 2 <= m <= 32 rows of x, split over k: wgsl/splitk.wgsl leaves the partial sums
+   * of the slices of k in #splitScratch, wgsl/splitk_reduce.wgsl adds them up with the epilogue.
+   */
+  #splitk(pl: PendingLinear): [Dispatch, Dispatch] {
+    const x4 = pl.stride / 4;
+    const rows = pl.items.map((it) => it.rows);
+    const tile = { ...splitkTile(pl.m, rows, x4), ...LINEAR_TUNING.tile };
+    const { MB, WG, KC4, S } = tile;
+    const l4 = Math.ceil(x4 / S / KC4) * KC4;
+    const nsl = Math.ceil(x4 / l4);
+    const { os, starts, hasBias, total } = groupsOf(pl, WG);
+    const cols = [0, 0, 0, 0];
+    let t = 0;
+    for (let j = 0; j < pl.items.length; j++) {
+      cols[j] = t;
+      t += pl.items[j].rows;
+    }
+    for (let j = pl.items.length; j < 4; j++) cols[j] = t;
+    const floats = nsl * pl.m * (t + 1);
+    const scratch = this.#splitScratch = this.#atLeast(this.#splitScratch, 4 * floats);
+    const x = pl.norm ? pl.norm.x.buffer : pl.input.buffer;
+    const ws: GPUBuffer[] = [];
+    for (let j = 0; j < 4; j++) ws.push(pl.items[j]?.w.buffer ?? this.#dummyRead);
+    const nw = pl.norm ? pl.norm.w.buffer : this.#dummyRead;
+    const n = pl.items.length;
+    const hasNorm = pl.norm ? 1 : 0;
+    const first = this.#prepare(
+      "splitk",
+      { WG, MB, KC4, F16: pl.packed === "f16" ? 1 : 0 },
+      [x, ...ws, nw, scratch],
+      [...os, ...starts, ...cols, pl.m, pl.cols, x4, n, hasNorm, nsl, l4, t, total],
+      "uuuuuuuuuuuuuuuuuuuuu",
+      this.#grid2(total * nsl),
+    );
+    const outs: GPUBuffer[] = [], biases: GPUBuffer[] = [];
+    for (let j = 0; j < 4; j++) {
+      outs.push(pl.items[j]?.out.buffer ?? this.#dummyRw);
+      biases.push(pl.items[j]?.bias?.buffer ?? this.#dummyRead);
+    }
+    const xn = pl.norm ? pl.norm.out.buffer : this.#dummyRw;
+    const threads = pl.m * (t + hasNorm * pl.cols);
+    const then = this.#prepare(
+      "splitk_reduce",
+      {},
+      [scratch, ...outs, ...biases, x, nw, xn, pl.resid?.buffer ?? this.#dummyRw],
+      [...os, ...cols, ...hasBias, pl.m, pl.cols, n, nsl, t, hasNorm, pl.resid ? 1 : 0, pl.norm?.eps ?? 0],
+      "uuuuuuuuuuuuuuuuuuuf",
+      this.#grid1(threads, 256),
+    );
+    return [first, then];
   }
 
   /** The products of m >= 2 rows of x: wgsl/matvec.wgsl. */
@@ -1470,6 +1546,40 @@ export function gemmTile(
     (2 * KS - 1) * BM * BN <= 2 * KS * BK * (BM + BN) && bytes(2 * KS) <= storage
   ) KS *= 2;
   return { BM, BN, TM, TN, BK, KS };
+}
+
+/** Products on up to this many rows of x (from 2) go to the split-k kernels. */
+const SPLITK_MAX_M = 32;
+/** The split-k kernels cut k into slices until the products have this many workgroups. */
+const SPLITK_MIN_GROUPS = 1024;
+
+/** The split-k kernels' shape (see wgsl/splitk.wgsl): MB rows of x, WG output rows, S slices of k staged KC4 vec4 at a time. */
+export interface SplitkTile {
+  MB: number;
+  WG: number;
+  KC4: number;
+  S: number;
+}
+
+/**
+ * For benchmarks: `splitk` false sends products on 2..32 rows of x to matvec and gemm as before the
+ * split-k kernels, and `tile` overrides splitkTile's choice.
+ */
+export const LINEAR_TUNING: { splitk: boolean; tile?: Partial<SplitkTile> } = { splitk: true };
+
+/**
+ * The split-k tile for m (2..32) rows of x times matrices of `rows` rows and x4 vec4 of columns:
+ * MB the power of two from 4 that covers m, WG output rows per workgroup, KC4 vec4 of k staged at
+ * a time, and S slices of k, as many as make SPLITK_MIN_GROUPS workgroups with at least one chunk
+ * each.
+ */
+export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
+  let MB = 4;
+  while (MB < m) MB *= 2;
+  const WG = 64, KC4 = 16;
+  const tiles = rows.reduce((a, r) => a + Math.ceil(r / WG), 0);
+  const S = Math.max(1, Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles)));
+  return { MB, WG, KC4, S };
 }
 
 /** What one of the four matrix slots of matvec, matvec1 and gemm binds. */
