@@ -5,11 +5,11 @@
 // splitk_reduce.wgsl then adds up the nsl slices and applies the epilogue (1 / rms, bias, residual,
 // xn), so that a product has many workgroups with short k loops and reads each weight once.
 //
-// A workgroup takes all m rows of x (MB >= m, staged in workgroup memory, zero beyond m and i), WG
-// output rows of one matrix (one per thread) and one slice of l4 vec4 of k, walked in chunks of KC4
-// vec4. Each thread reads its row's part of w once and uses each vec4 read for the MB rows of x
-// (reads of workgroup memory that every thread of the workgroup makes at once: broadcasts), keeping
-// MB sums in registers. The workgroups of the first tile (g = 0) take the sums of squares.
+// A workgroup takes all m rows of x (MB >= m, staged in workgroup memory, zero beyond m and i), WG *
+// RW output rows of one matrix (RW per thread: rows t and t + WG of the tile) and one slice of l4
+// vec4 of k, walked in chunks of KC4 vec4. Each thread reads its rows' part of w once and uses each
+// vec4 read for the MB rows of x (reads of workgroup memory that every thread of the workgroup makes
+// at once: broadcasts, each used for RW rows of w), keeping RW * MB sums in registers. The workgroups of the first tile (g = 0) take the sums of squares.
 // Weights: F16 = false: f32 bits, 4 per vec4<u32>; F16 = true: two f16 to a u32, 8 per vec4<u32>,
 // unpacked with unpack2x16float (no shader-f16 needed). i4 counts vec4 of f32 per row either way.
 //
@@ -22,8 +22,9 @@
 // | 7       | part   | read_write | f32       | (nsl, m, T) then (nsl, m) sums of squares     |
 //
 // Dispatch: at least tiles * nsl workgroups over x and y, linear index g * nsl + s; matrix j owns
-// the tiles g in [start[j], start[j + 1]) (start[j + 1] - start[j] = ceil(o_j / WG)), tiles = their
-// total; nsl * l4 >= i4 > (nsl - 1) * l4, l4 a multiple of KC4; KC4 even; MB in {4, 8, 16, 32}.
+// the tiles g in [start[j], start[j + 1]) (start[j + 1] - start[j] = ceil(o_j / (WG * RW))), tiles = their
+// total; nsl * l4 >= i4 > (nsl - 1) * l4, l4 a multiple of KC4; KC4 even; MB in {4, 8, 16, 32};
+// RW in {1, 2}.
 
 struct Params {
   o: vec4<u32>,
@@ -43,6 +44,7 @@ struct Params {
 override WG: u32 = 64;
 override MB: u32 = 32;
 override KC4: u32 = 16;
+override RW: u32 = 1;
 override F16: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -65,6 +67,15 @@ var<private> a4: vec4<f32>;
 var<private> a5: vec4<f32>;
 var<private> a6: vec4<f32>;
 var<private> a7: vec4<f32>;
+// the same for the second row of w (RW = 2)
+var<private> b0: vec4<f32>;
+var<private> b1: vec4<f32>;
+var<private> b2: vec4<f32>;
+var<private> b3: vec4<f32>;
+var<private> b4: vec4<f32>;
+var<private> b5: vec4<f32>;
+var<private> b6: vec4<f32>;
+var<private> b7: vec4<f32>;
 
 fn x4_at(row: u32, i_i: u32) -> vec4<f32> {
   let b = row * p.i + i_i;
@@ -107,38 +118,60 @@ fn w_at(j: u32, idx: u32) -> vec4<u32> {
   }
 }
 
-// w . x[r0 + 0..3] over the vec4 at column e of the chunk
-fn rows4(w: vec4<f32>, r0: u32, e: u32) -> vec4<f32> {
-  let b = r0 * KC4 + e;
-  return vec4<f32>(dot(w, xs[b]), dot(w, xs[b + KC4]), dot(w, xs[b + 2u * KC4]), dot(w, xs[b + 3u * KC4]));
+// adds wa . x[r0 + 0..3] (the vec4 at column e of the chunk) to a, and wb's to b (RW = 2)
+fn quad(wa: vec4<f32>, wb: vec4<f32>, r0: u32, e: u32, a: ptr<private, vec4<f32>>, b: ptr<private, vec4<f32>>) {
+  let i = r0 * KC4 + e;
+  let x0 = xs[i];
+  let x1 = xs[i + KC4];
+  let x2 = xs[i + 2u * KC4];
+  let x3 = xs[i + 3u * KC4];
+  *a += vec4<f32>(dot(wa, x0), dot(wa, x1), dot(wa, x2), dot(wa, x3));
+  if (RW > 1u) {
+    *b += vec4<f32>(dot(wb, x0), dot(wb, x1), dot(wb, x2), dot(wb, x3));
+  }
 }
 
-// adds w . x[r] (the vec4 at column e of the chunk) to the sum of each row r < MB
-fn madd(w: vec4<f32>, e: u32) {
-  a0 += rows4(w, 0u, e);
+// adds w . x[r] (the vec4 at column e of the chunk) to the sums of each row r < MB
+fn madd(wa: vec4<f32>, wb: vec4<f32>, e: u32) {
+  quad(wa, wb, 0u, e, &a0, &b0);
   if (MB > 4u) {
-    a1 += rows4(w, 4u, e);
+    quad(wa, wb, 4u, e, &a1, &b1);
   }
   if (MB > 8u) {
-    a2 += rows4(w, 8u, e);
-    a3 += rows4(w, 12u, e);
+    quad(wa, wb, 8u, e, &a2, &b2);
+    quad(wa, wb, 12u, e, &a3, &b3);
   }
   if (MB > 16u) {
-    a4 += rows4(w, 16u, e);
-    a5 += rows4(w, 20u, e);
-    a6 += rows4(w, 24u, e);
-    a7 += rows4(w, 28u, e);
+    quad(wa, wb, 16u, e, &a4, &b4);
+    quad(wa, wb, 20u, e, &a5, &b5);
+    quad(wa, wb, 24u, e, &a6, &b6);
+    quad(wa, wb, 28u, e, &a7, &b7);
   }
 }
 
-// the weight vec4 (f32) or pair of vec4 (f16) at c of the chunk from row offset base
-fn chunk_step(j: u32, base: u32, c: u32) {
-  let q = w_at(j, base + c);
+fn lo4(q: vec4<u32>) -> vec4<f32> {
   if (F16) {
-    madd(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), 2u * c);
-    madd(vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)), 2u * c + 1u);
+    return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+  }
+  return bitcast<vec4<f32>>(q);
+}
+
+fn hi4(q: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+}
+
+// the weight vec4 (f32) or pair of vec4 (f16) at c of the chunk from row offsets ba, bb
+fn chunk_step(j: u32, ba: u32, bb: u32, c: u32) {
+  let qa = w_at(j, ba + c);
+  var qb = vec4<u32>(0u);
+  if (RW > 1u) {
+    qb = w_at(j, bb + c);
+  }
+  if (F16) {
+    madd(lo4(qa), lo4(qb), 2u * c);
+    madd(hi4(qa), hi4(qb), 2u * c + 1u);
   } else {
-    madd(bitcast<vec4<f32>>(q), c);
+    madd(lo4(qa), lo4(qb), c);
   }
 }
 
@@ -169,11 +202,14 @@ fn splitk(
       j = k;
     }
   }
-  let i_o = (g - p.start[j]) * WG + lid.x;
+  let i_o = (g - p.start[j]) * WG * RW + lid.x;
   let live = i_o < p.o[j];
+  let live_b = RW > 1u && i_o + WG < p.o[j];
   // vec4<u32> per row of w, and per vec4 of x
   let per = select(1u, 2u, F16);
   let wrow = i_o * (p.i4 / per);
+  // the second row: a row that exists where it does not (its sums are not written)
+  let wrow_b = select(wrow, (i_o + WG) * (p.i4 / per), live_b);
   let lo = s * p.l4;
   let hi = min(lo + p.l4, p.i4);
   var ss = 0.0;
@@ -204,14 +240,15 @@ fn splitk(
       workgroupBarrier();
     }
     if (live) {
-      let base = wrow + k4 / per;
+      let ba = wrow + k4 / per;
+      let bb = wrow_b + k4 / per;
       if (n4 == KC4) {
         for (var c = 0u; c < KC4 / per; c++) {
-          chunk_step(j, base, c);
+          chunk_step(j, ba, bb, c);
         }
       } else {
         for (var c = 0u; c < n4 / per; c++) {
-          chunk_step(j, base, c);
+          chunk_step(j, ba, bb, c);
         }
       }
     }
@@ -234,6 +271,23 @@ fn splitk(
       put(s, 20u, col, a5);
       put(s, 24u, col, a6);
       put(s, 28u, col, a7);
+    }
+  }
+  if (live_b) {
+    let col = p.col[j] + i_o + WG;
+    put(s, 0u, col, b0);
+    if (MB > 4u) {
+      put(s, 4u, col, b1);
+    }
+    if (MB > 8u) {
+      put(s, 8u, col, b2);
+      put(s, 12u, col, b3);
+    }
+    if (MB > 16u) {
+      put(s, 16u, col, b4);
+      put(s, 20u, col, b5);
+      put(s, 24u, col, b6);
+      put(s, 28u, col, b7);
     }
   }
 }

@@ -628,10 +628,10 @@ export class WebGpuBackend implements Backend {
     const x4 = pl.stride / 4;
     const rows = pl.items.map((it) => it.rows);
     const tile = { ...splitkTile(pl.m, rows, x4), ...LINEAR_TUNING.tile };
-    const { MB, WG, KC4, S } = tile;
+    const { MB, WG, KC4, S, RW } = tile;
     const l4 = Math.ceil(x4 / S / KC4) * KC4;
     const nsl = Math.ceil(x4 / l4);
-    const { os, starts, hasBias, total } = groupsOf(pl, WG);
+    const { os, starts, hasBias, total } = groupsOf(pl, WG * RW);
     const cols = [0, 0, 0, 0];
     let t = 0;
     for (let j = 0; j < pl.items.length; j++) {
@@ -649,7 +649,7 @@ export class WebGpuBackend implements Backend {
     const hasNorm = pl.norm ? 1 : 0;
     const first = this.#prepare(
       "splitk",
-      { WG, MB, KC4, F16: pl.packed === "f16" ? 1 : 0 },
+      { WG, MB, KC4, RW, F16: pl.packed === "f16" ? 1 : 0 },
       [x, ...ws, nw, scratch],
       [...os, ...starts, ...cols, pl.m, pl.cols, x4, n, hasNorm, nsl, l4, t, total],
       "uuuuuuuuuuuuuuuuuuuuu",
@@ -1553,10 +1553,14 @@ const SPLITK_MAX_M = 32;
 /** The split-k kernels cut k into slices until the products have this many workgroups. */
 const SPLITK_MIN_GROUPS = 1024;
 
-/** The split-k kernels' shape (see wgsl/splitk.wgsl): MB rows of x, WG output rows, S slices of k staged KC4 vec4 at a time. */
+/**
+ * The split-k kernels' shape (see wgsl/splitk.wgsl): MB rows of x, WG threads of RW output rows each,
+ * S slices of k staged KC4 vec4 at a time.
+ */
 export interface SplitkTile {
   MB: number;
   WG: number;
+  RW: number;
   KC4: number;
   S: number;
 }
@@ -1576,10 +1580,10 @@ export const LINEAR_TUNING: { splitk: boolean; tile?: Partial<SplitkTile> } = { 
 export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
   let MB = 4;
   while (MB < m) MB *= 2;
-  const WG = 64, KC4 = 16;
-  const tiles = rows.reduce((a, r) => a + Math.ceil(r / WG), 0);
+  const WG = 64, KC4 = 16, RW = 1;
+  const tiles = rows.reduce((a, r) => a + Math.ceil(r / (WG * RW)), 0);
   const S = Math.max(1, Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles)));
-  return { MB, WG, KC4, S };
+  return { MB, WG, RW, KC4, S };
 }
 
 /** What one of the four matrix slots of matvec, matvec1 and gemm binds. */
