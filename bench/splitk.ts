@@ -93,12 +93,13 @@ for (const dtype of dtypes) {
       LINEAR_TUNING.tile = undefined;
       const before = await time();
       LINEAR_TUNING.splitk = true;
+      LINEAR_TUNING.minWork = 0; // split-k here, where the backend would take matvec too
       const chosen = splitkTile(m, rows, Math.ceil(cols / 8) * 2);
       const after = await time();
       const results: [number, SplitkTile][] = [[after, chosen]];
       if (sweep) {
         const x4 = Math.ceil(cols / 8) * 2;
-        for (const [WG, RW] of [[64, 1], [128, 1], [256, 1], [32, 2], [64, 2], [128, 2]]) {
+        for (const [WG, RW] of [[64, 1], [128, 1], [256, 1], [64, 2], [128, 2]]) {
           for (const KC4 of [8, 16, 32]) {
             for (const S of [1, 2, 3, 4, 6, 8, 12, 16, 24]) {
               if (S > Math.ceil(x4 / KC4) || (S - 1) * KC4 >= x4) continue;

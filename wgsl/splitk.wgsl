@@ -91,6 +91,16 @@ fn x4_at(row: u32, i_i: u32) -> vec4<f32> {
   return v;
 }
 
+// the vec4 at e of the chunk of KC4 vec4 of x from k4 (zero beyond the chunk's n4, m and i)
+fn x_chunk(e: u32, k4: u32, n4: u32) -> vec4<f32> {
+  let r = e / KC4;
+  let c = e % KC4;
+  if (r < p.m && c < n4) {
+    return x4_at(r, 4u * (k4 + c));
+  }
+  return vec4<f32>(0.0);
+}
+
 fn nw4_at(i_i: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   for (var c = 0u; c < 4u; c++) {
@@ -160,13 +170,37 @@ fn hi4(q: vec4<u32>) -> vec4<f32> {
   return vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
 }
 
-// the weight vec4 (f32) or pair of vec4 (f16) at c of the chunk from row offsets ba, bb
-fn chunk_step(j: u32, ba: u32, bb: u32, c: u32) {
-  let qa = w_at(j, ba + c);
-  var qb = vec4<u32>(0u);
+// the weight vec4 (f32) or pair of vec4 (f16) qa (row a), qb (row b) at c of the chunk
+fn wb_at(j: u32, idx: u32) -> vec4<u32> {
   if (RW > 1u) {
-    qb = w_at(j, bb + c);
+    return w_at(j, idx);
   }
+  return vec4<u32>(0u);
+}
+
+// the n vec4<u32> of the rows of w at ba, bb: read four at a time (loads in flight together), then used
+fn chunk_run(j: u32, ba: u32, bb: u32, n: u32) {
+  var c = 0u;
+  for (; c + 4u <= n; c += 4u) {
+    let qa0 = w_at(j, ba + c);
+    let qa1 = w_at(j, ba + c + 1u);
+    let qa2 = w_at(j, ba + c + 2u);
+    let qa3 = w_at(j, ba + c + 3u);
+    let qb0 = wb_at(j, bb + c);
+    let qb1 = wb_at(j, bb + c + 1u);
+    let qb2 = wb_at(j, bb + c + 2u);
+    let qb3 = wb_at(j, bb + c + 3u);
+    chunk_step(qa0, qb0, c);
+    chunk_step(qa1, qb1, c + 1u);
+    chunk_step(qa2, qb2, c + 2u);
+    chunk_step(qa3, qb3, c + 3u);
+  }
+  for (; c < n; c++) {
+    chunk_step(w_at(j, ba + c), wb_at(j, bb + c), c);
+  }
+}
+
+fn chunk_step(qa: vec4<u32>, qb: vec4<u32>, c: u32) {
   if (F16) {
     madd(lo4(qa), lo4(qb), 2u * c);
     madd(hi4(qa), hi4(qb), 2u * c + 1u);
@@ -216,14 +250,18 @@ fn splitk(
   for (var k4 = lo; k4 < hi; k4 += KC4) {
     let n4 = min(KC4, hi - k4);
     workgroupBarrier();
-    for (var e = lid.x; e < MB * KC4; e += WG) {
-      let r = e / KC4;
-      let c = e % KC4;
-      var v = vec4<f32>(0.0);
-      if (r < p.m && c < n4) {
-        v = x4_at(r, 4u * (k4 + c));
+    // four vec4 of x at a time (loads in flight together)
+    for (var e0 = lid.x; e0 < MB * KC4; e0 += 4u * WG) {
+      let v0 = x_chunk(e0, k4, n4);
+      let v1 = x_chunk(e0 + WG, k4, n4);
+      let v2 = x_chunk(e0 + 2u * WG, k4, n4);
+      let v3 = x_chunk(e0 + 3u * WG, k4, n4);
+      for (var q = 0u; q < 4u; q++) {
+        let e = e0 + q * WG;
+        if (e < MB * KC4) {
+          xs[e] = select(select(select(v3, v2, q == 2u), v1, q == 1u), v0, q == 0u);
+        }
       }
-      xs[e] = v;
     }
     workgroupBarrier();
     if (p.has_norm == 1u) {
@@ -242,15 +280,7 @@ fn splitk(
     if (live) {
       let ba = wrow + k4 / per;
       let bb = wrow_b + k4 / per;
-      if (n4 == KC4) {
-        for (var c = 0u; c < KC4 / per; c++) {
-          chunk_step(j, ba, bb, c);
-        }
-      } else {
-        for (var c = 0u; c < n4 / per; c++) {
-          chunk_step(j, ba, bb, c);
-        }
-      }
+      chunk_run(j, ba, bb, n4 / per);
     }
   }
   if (p.has_norm == 1u && g == 0u && lid.x < p.m) {

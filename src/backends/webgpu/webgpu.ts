@@ -580,11 +580,11 @@ export class WebGpuBackend implements Backend {
 
   #matvec(pl: PendingLinear): void {
     const x4 = pl.stride / 4;
-    const splitk = pl.m >= 2 && pl.m <= SPLITK_MAX_M && LINEAR_TUNING.splitk;
-    if (
-      pl.m > MATVEC_MAX_M ||
-      (pl.m >= 2 && !splitk && (x4 > MATVEC_MAX_X4 || pl.items.some((it) => it.rows >= GEMM_MIN_ROWS)))
-    ) {
+    const big = x4 > MATVEC_MAX_X4 || pl.items.some((it) => it.rows >= GEMM_MIN_ROWS);
+    const work = pl.m * pl.cols * pl.items.reduce((a, it) => a + it.rows, 0);
+    const splitk = pl.m >= 2 && pl.m <= SPLITK_MAX_M && LINEAR_TUNING.splitk &&
+      (big || work >= LINEAR_TUNING.minWork);
+    if (pl.m > MATVEC_MAX_M || (pl.m >= 2 && !splitk && big)) {
       return this.#gemm(pl);
     }
     // The products of the last emission on this weight again (every decode step): its dispatches as
@@ -1550,8 +1550,21 @@ export function gemmTile(
 
 /** Products on up to this many rows of x (from 2) go to the split-k kernels. */
 const SPLITK_MAX_M = 32;
+/**
+ * Products on 2..32 rows of x go to the split-k kernels from this many multiply-adds on (m * rows *
+ * cols), and always where matvec would send them to the tiled kernel; matvec below. On an H100
+ * (bench/splitk.ts, f32 and f16): in_proj (2 x 1536 x 768) about even at m = 4 (15 us), split-k
+ * ahead from m = 8 (17 against 26 us) to m = 32 (28 against 92 us); out_proj (768 x 1536) ahead at m
+ * = 32 only; x_proj (80 x 1536) and dt_proj (1536 x 48) behind at every m (20 against 7 us at m = 32:
+ * two dispatches of about 4 us each at least); the lm_head (50280 x 768) 4x ahead of gemm at every m.
+ */
+const SPLITK_MIN_WORK = 2 ** 24;
 /** The split-k kernels cut k into slices until the products have this many workgroups. */
-const SPLITK_MIN_GROUPS = 1024;
+const SPLITK_MIN_GROUPS = 384;
+/** ... into at most this many slices (more, and out_proj at m = 32 took 41 us against 23). */
+const SPLITK_MAX_SLICES = 12;
+/** The split-k kernels give each thread two output rows from this many tiles of rows on. */
+const SPLITK_RW2_TILES = 192;
 
 /**
  * The split-k kernels' shape (see wgsl/splitk.wgsl): MB rows of x, WG threads of RW output rows each,
@@ -1566,23 +1579,34 @@ export interface SplitkTile {
 }
 
 /**
- * For benchmarks: `splitk` false sends products on 2..32 rows of x to matvec and gemm as before the
- * split-k kernels, and `tile` overrides splitkTile's choice.
+ * For benchmarks and tests: `splitk` false sends products on 2..32 rows of x to matvec and gemm as
+ * before the split-k kernels, `minWork` is the least m * rows * cols for split-k (see
+ * SPLITK_MIN_WORK), and `tile` overrides splitkTile's choice.
  */
-export const LINEAR_TUNING: { splitk: boolean; tile?: Partial<SplitkTile> } = { splitk: true };
+export const LINEAR_TUNING: { splitk: boolean; minWork: number; tile?: Partial<SplitkTile> } = {
+  splitk: true,
+  minWork: SPLITK_MIN_WORK,
+};
 
 /**
  * The split-k tile for m (2..32) rows of x times matrices of `rows` rows and x4 vec4 of columns:
- * MB the power of two from 4 that covers m, WG output rows per workgroup, KC4 vec4 of k staged at
- * a time, and S slices of k, as many as make SPLITK_MIN_GROUPS workgroups with at least one chunk
- * each.
+ * MB the power of two from 4 that covers m, WG threads of RW output rows (two, and longer chunks,
+ * for large matrices: the lm_head), KC4 vec4 of k staged at a time, and S slices of k, as many as
+ * make SPLITK_MIN_GROUPS workgroups with at least one chunk each, SPLITK_MAX_SLICES at most. (On an H100 at m = 32, swept with
+ * bench/splitk.ts: 128 x 1 for in_proj and out_proj, 128 x 2 with 32-vec4 chunks and 2 slices for
+ * the lm_head.)
  */
 export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
   let MB = 4;
   while (MB < m) MB *= 2;
-  const WG = 64, KC4 = 16, RW = 1;
+  const WG = 128;
+  const big = rows.reduce((a, r) => a + Math.ceil(r / WG), 0) >= SPLITK_RW2_TILES;
+  const RW = big ? 2 : 1, KC4 = big ? 32 : 16;
   const tiles = rows.reduce((a, r) => a + Math.ceil(r / (WG * RW)), 0);
-  const S = Math.max(1, Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles)));
+  const S = Math.max(
+    1,
+    Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles), SPLITK_MAX_SLICES),
+  );
   return { MB, WG, RW, KC4, S };
 }
 

@@ -6,8 +6,10 @@ import {
   fromHalf,
   gemmTile,
   isFallback,
+  LINEAR_TUNING,
   probeWebGpu,
   requestAdapter,
+  type SplitkTile,
   splitkTile,
   toHalf,
   type WebGpuBackend,
@@ -621,29 +623,49 @@ Deno.test({
       "splitkTile() covers m with 4..32 rows and cuts k into slices while workgroups are few",
       () => {
         const at = (m: number, rows: number[], x4: number) => {
-          const { MB, WG, KC4, S } = splitkTile(m, rows, x4);
-          return [MB, WG, KC4, S];
+          const { MB, WG, RW, KC4, S } = splitkTile(m, rows, x4);
+          return [MB, WG, RW, KC4, S];
         };
-        assert.deepEqual(at(2, [1536, 1536], 192), [4, 64, 16, 12]);
-        assert.deepEqual(at(17, [768], 384), [32, 64, 16, 24]);
-        assert.deepEqual(at(32, [48, 16, 16], 384), [32, 64, 16, 24]);
-        assert.deepEqual(at(32, [1536], 12), [32, 64, 16, 1]);
-        assert.deepEqual(at(32, [50280], 192), [32, 64, 16, 2]);
+        assert.deepEqual(at(2, [1536, 1536], 192), [4, 128, 1, 16, 12]);
+        assert.deepEqual(at(17, [768], 384), [32, 128, 1, 16, 12]);
+        assert.deepEqual(at(32, [48, 16, 16], 384), [32, 128, 1, 16, 12]);
+        assert.deepEqual(at(32, [1536], 12), [32, 128, 1, 16, 1]);
+        assert.deepEqual(at(32, [50280], 192), [32, 128, 2, 32, 2]);
       },
     );
-    // m, d (columns of x), rows of the three matrices on the normed x; [31, 1100, 4099, ...] walks
-    // several chunks of k per slice
-    const cases = [[2, 301, 37, 70, 5], [3, 45, 129, 9, 66], [17, 130, 65, 33, 7], [31, 1100, 4099, 13, 3], [
-      32,
-      77,
-      41,
-      40,
-      31,
-    ]];
+    // m, d (columns of x), rows of the three matrices on the normed x, a tile instead of
+    // splitkTile's; [31, 1100, 4099, ...] walks two chunks of k per slice, [5, 203, 300, ...] four
+    // (the last slice: three, the last partial) with two rows per thread (the second tile partly live)
+    const cases: [number, number, number, number, number, Partial<SplitkTile>?][] = [
+      [2, 301, 37, 70, 5],
+      [3, 45, 129, 9, 66],
+      [17, 130, 65, 33, 7],
+      [31, 1100, 4099, 13, 3],
+      [32, 77, 41, 40, 31],
+      [5, 203, 300, 7, 9, { RW: 2, KC4: 8, S: 2 }],
+    ];
+    await t.step(
+      "linear() on 32 rows takes split-k (two dispatches) for 768 x 768, matvec for 80 x 1536",
+      async () => {
+        const gpu = await createWebGpuBackend();
+        try {
+          const count = (rows: number, cols: number) => {
+            const w = gpu.uploadMatrix(rand(rows * cols, 60), [rows, cols]);
+            const x = gpu.upload(rand(32 * cols, 61), [32, cols]), y = gpu.zeros([32, rows]);
+            return gpu.recordOnly(() => gpu.linear(y, w, x)).dispatches;
+          };
+          assert.equal(count(768, 768), 2);
+          assert.equal(count(80, 1536), 1);
+        } finally {
+          await gpu.dispose();
+        }
+      },
+    );
+    const minWork = LINEAR_TUNING.minWork;
     for (const dtype of ["f32", "f16"] as const) {
       const gpu = await createWebGpuBackend({ dtype });
       try {
-        for (const [m, d, o1, o2, o3] of cases) {
+        for (const [m, d, o1, o2, o3, tile] of cases) {
           await t.step(
             `rmsNorm() -> linear() x3 (bias) -> linear() -> add(), twice, matches js for ${dtype}, m ${m}, d ${d}`,
             async () => {
@@ -652,37 +674,43 @@ Deno.test({
               const w1 = weights(o1 * d, 52), w2 = weights(o2 * d, 53), w3 = weights(o3 * d, 54);
               const wo = weights(d * o1, 56);
               const got: Float32Array[][] = [];
-              for (const be of [new JsBackend(), gpu] as Backend[]) {
-                const x = {
-                  hidden: be.upload(rand(m * d, 50, -2, 2), [m, d]),
-                  nw: be.upload(rand(d, 51), [d]),
-                  xn: be.zeros([m, d]),
-                  w1: be.uploadMatrix(w1, [o1, d]),
-                  w2: be.uploadMatrix(w2, [o2, d]),
-                  w3: be.uploadMatrix(w3, [o3, d]),
-                  b2: be.upload(rand(o2, 55), [o2]),
-                  y1: be.zeros([m, o1]),
-                  y2: be.zeros([m, o2]),
-                  y3: be.zeros([m, o3]),
-                  wo: be.uploadMatrix(wo, [d, o1]),
-                  o: be.zeros([m, d]),
-                };
-                const r: Float32Array[] = [];
-                // The second step replays the first one's kept dispatches on new contents (hidden
-                // has the residual added, nw another scale).
-                for (let step = 0; step < 2; step++) {
-                  if (step) be.write(x.nw, rand(d, 57));
-                  be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
-                  be.linear(x.y1, x.w1, x.xn);
-                  be.linear(x.y2, x.w2, x.xn, x.b2);
-                  be.linear(x.y3, x.w3, x.xn);
-                  be.linear(x.o, x.wo, x.y1);
-                  be.add(x.hidden, x.hidden, x.o);
-                  for (const k of ["xn", "y1", "y2", "y3", "o", "hidden"] as const) {
-                    r.push(await be.read(x[k]));
+              // split-k at these small sizes too (the backend sends them to matvec)
+              Object.assign(LINEAR_TUNING, { tile, minWork: 0 });
+              try {
+                for (const be of [new JsBackend(), gpu] as Backend[]) {
+                  const x = {
+                    hidden: be.upload(rand(m * d, 50, -2, 2), [m, d]),
+                    nw: be.upload(rand(d, 51), [d]),
+                    xn: be.zeros([m, d]),
+                    w1: be.uploadMatrix(w1, [o1, d]),
+                    w2: be.uploadMatrix(w2, [o2, d]),
+                    w3: be.uploadMatrix(w3, [o3, d]),
+                    b2: be.upload(rand(o2, 55), [o2]),
+                    y1: be.zeros([m, o1]),
+                    y2: be.zeros([m, o2]),
+                    y3: be.zeros([m, o3]),
+                    wo: be.uploadMatrix(wo, [d, o1]),
+                    o: be.zeros([m, d]),
+                  };
+                  const r: Float32Array[] = [];
+                  // The second step replays the first one's kept dispatches on new contents (hidden
+                  // has the residual added, nw another scale).
+                  for (let step = 0; step < 2; step++) {
+                    if (step) be.write(x.nw, rand(d, 57));
+                    be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
+                    be.linear(x.y1, x.w1, x.xn);
+                    be.linear(x.y2, x.w2, x.xn, x.b2);
+                    be.linear(x.y3, x.w3, x.xn);
+                    be.linear(x.o, x.wo, x.y1);
+                    be.add(x.hidden, x.hidden, x.o);
+                    for (const k of ["xn", "y1", "y2", "y3", "o", "hidden"] as const) {
+                      r.push(await be.read(x[k]));
+                    }
                   }
+                  got.push(r);
                 }
-                got.push(r);
+              } finally {
+                Object.assign(LINEAR_TUNING, { tile: undefined, minWork });
               }
               const [a, g] = got;
               for (let j = 0; j < a.length; j++) {
