@@ -89,11 +89,10 @@ for (const dtype of dtypes) {
         }
         return +best.toFixed(2);
       };
-      LINEAR_TUNING.splitk = false;
+      LINEAR_TUNING.splitk = "never";
       LINEAR_TUNING.tile = undefined;
       const before = await time();
-      LINEAR_TUNING.splitk = true;
-      LINEAR_TUNING.minWork = 0; // split-k here, where the backend would take matvec too
+      LINEAR_TUNING.splitk = "always"; // also where the backend takes matvec
       const chosen = splitkTile(m, rows, Math.ceil(cols / 8) * 2);
       const after = await time();
       const results: [number, SplitkTile][] = [[after, chosen]];

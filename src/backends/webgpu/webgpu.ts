@@ -86,8 +86,10 @@ const MAX_GROUPS = 65535;
  */
 const MATVEC_MAX_M = 32;
 /**
- * Held-back products on 2 <= m <= MATVEC_MAX_M rows of x go to the tiled kernel when a matrix has at
- * least this many rows (the lm_head: on an H100 at m = 32, 50280 x 768, 347 us against 1,446 us).
+ * Held-back products on 2 <= m <= MATVEC_MAX_M rows of x that matvec does not take go to the split-k
+ * kernels (to the tiled kernel with LINEAR_TUNING.splitk "never"): those with a matrix of at least
+ * this many rows (the lm_head: on an H100 at m = 32, 50280 x 768, tiled 347 us against matvec's
+ * 1,446 us, split-k 152 us) or rows longer than MATVEC_MAX_X4 vec4.
  */
 const GEMM_MIN_ROWS = 4096;
 /** The matrix-vector kernel stages rows of x in workgroup memory: at most this many vec4. */
@@ -581,9 +583,11 @@ export class WebGpuBackend implements Backend {
   #matvec(pl: PendingLinear): void {
     const x4 = pl.stride / 4;
     const big = x4 > MATVEC_MAX_X4 || pl.items.some((it) => it.rows >= GEMM_MIN_ROWS);
-    const work = pl.m * pl.cols * pl.items.reduce((a, it) => a + it.rows, 0);
-    const splitk = pl.m >= 2 && pl.m <= SPLITK_MAX_M && LINEAR_TUNING.splitk &&
-      (big || work >= LINEAR_TUNING.minWork);
+    const outputs = pl.m * pl.items.reduce((a, it) => a + it.rows, 0);
+    const mode = LINEAR_TUNING.splitk;
+    const splitk = pl.m >= 2 && pl.m <= SPLITK_MAX_M && mode !== "never" &&
+      (mode === "always" || big ||
+        (outputs >= SPLITK_MIN_OUTPUTS && outputs * pl.cols >= SPLITK_MIN_WORK));
     if (pl.m > MATVEC_MAX_M || (pl.m >= 2 && !splitk && big)) {
       return this.#gemm(pl);
     }
@@ -1551,13 +1555,15 @@ export function gemmTile(
 /** Products on up to this many rows of x (from 2) go to the split-k kernels. */
 const SPLITK_MAX_M = 32;
 /**
- * Products on 2..32 rows of x go to the split-k kernels from this many multiply-adds on (m * rows *
- * cols), and always where matvec would send them to the tiled kernel; matvec below. On an H100
- * (bench/splitk.ts, f32 and f16): in_proj (2 x 1536 x 768) about even at m = 4 (15 us), split-k
- * ahead from m = 8 (17 against 26 us) to m = 32 (28 against 92 us); out_proj (768 x 1536) ahead at m
- * = 32 only; x_proj (80 x 1536) and dt_proj (1536 x 48) behind at every m (20 against 7 us at m = 32:
- * two dispatches of about 4 us each at least); the lm_head (50280 x 768) 4x ahead of gemm at every m.
+ * Products on 2..32 rows of x go to the split-k kernels from this many outputs (m * rows) and
+ * SPLITK_MIN_WORK multiply-adds (m * rows * cols) on, and always where matvec would send them to the
+ * tiled kernel; to matvec below. On an H100 (bench/splitk.ts, f32 and f16): in_proj (2 x 1536 x 768)
+ * about even at m = 4 (15 us), split-k ahead from m = 8 (18 against 26 us) to m = 32 (28 against 91
+ * us); out_proj (768 x 1536) behind at m = 16 (19 against 16 us), ahead at m = 32 (24 against 29);
+ * x_proj (80 x 1536) and dt_proj (1536 x 48) behind at every m (20 against 7 us at m = 32: two
+ * dispatches of 4 us or more); the lm_head (50280 x 768) 2x to 5x ahead of gemm at every m.
  */
+const SPLITK_MIN_OUTPUTS = 2 ** 14;
 const SPLITK_MIN_WORK = 2 ** 24;
 /** The split-k kernels cut k into slices until the products have this many workgroups. */
 const SPLITK_MIN_GROUPS = 384;
@@ -1579,13 +1585,12 @@ export interface SplitkTile {
 }
 
 /**
- * For benchmarks and tests: `splitk` false sends products on 2..32 rows of x to matvec and gemm as
- * before the split-k kernels, `minWork` is the least m * rows * cols for split-k (see
- * SPLITK_MIN_WORK), and `tile` overrides splitkTile's choice.
+ * For benchmarks and tests: `splitk` "never" sends products on 2..32 rows of x to matvec and gemm as
+ * before the split-k kernels, "always" to split-k, "auto" as SPLITK_MIN_OUTPUTS says; `tile`
+ * overrides splitkTile's choice.
  */
-export const LINEAR_TUNING: { splitk: boolean; minWork: number; tile?: Partial<SplitkTile> } = {
-  splitk: true,
-  minWork: SPLITK_MIN_WORK,
+export const LINEAR_TUNING: { splitk: "auto" | "always" | "never"; tile?: Partial<SplitkTile> } = {
+  splitk: "auto",
 };
 
 /**

@@ -645,23 +645,23 @@ Deno.test({
       [5, 203, 300, 7, 9, { RW: 2, KC4: 8, S: 2 }],
     ];
     await t.step(
-      "linear() on 32 rows takes split-k (two dispatches) for 768 x 768, matvec for 80 x 1536",
+      "linear() takes split-k (two dispatches) for 32 x 768 x 768, matvec for 16 x 768 x 1536 and 32 x 80 x 1536",
       async () => {
         const gpu = await createWebGpuBackend();
         try {
-          const count = (rows: number, cols: number) => {
+          const count = (m: number, rows: number, cols: number) => {
             const w = gpu.uploadMatrix(rand(rows * cols, 60), [rows, cols]);
-            const x = gpu.upload(rand(32 * cols, 61), [32, cols]), y = gpu.zeros([32, rows]);
+            const x = gpu.upload(rand(m * cols, 61), [m, cols]), y = gpu.zeros([m, rows]);
             return gpu.recordOnly(() => gpu.linear(y, w, x)).dispatches;
           };
-          assert.equal(count(768, 768), 2);
-          assert.equal(count(80, 1536), 1);
+          assert.equal(count(32, 768, 768), 2);
+          assert.equal(count(16, 768, 1536), 1);
+          assert.equal(count(32, 80, 1536), 1);
         } finally {
           await gpu.dispose();
         }
       },
     );
-    const minWork = LINEAR_TUNING.minWork;
     for (const dtype of ["f32", "f16"] as const) {
       const gpu = await createWebGpuBackend({ dtype });
       try {
@@ -675,7 +675,7 @@ Deno.test({
               const wo = weights(d * o1, 56);
               const got: Float32Array[][] = [];
               // split-k at these small sizes too (the backend sends them to matvec)
-              Object.assign(LINEAR_TUNING, { tile, minWork: 0 });
+              Object.assign(LINEAR_TUNING, { tile, splitk: "always" });
               try {
                 for (const be of [new JsBackend(), gpu] as Backend[]) {
                   const x = {
@@ -710,7 +710,7 @@ Deno.test({
                   got.push(r);
                 }
               } finally {
-                Object.assign(LINEAR_TUNING, { tile: undefined, minWork });
+                Object.assign(LINEAR_TUNING, { tile: undefined, splitk: "auto" });
               }
               const [a, g] = got;
               for (let j = 0; j < a.length; j++) {
