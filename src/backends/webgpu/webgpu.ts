@@ -63,6 +63,8 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   rms_norm: ["rw", "rw", "read"],
   sample: ["rw", "read", "rw", "rw"],
   scan_carry: ["rw", "rw", "read"],
+  splitk: ["read", "read", "read", "read", "read", "read", "rw"],
+  splitk_reduce: ["read", ...Array(4).fill("rw"), ...Array(4).fill("read"), "read", "read", "rw", "rw"],
   scan_step: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
   scan_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
   selective_scan: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
@@ -84,8 +86,10 @@ const MAX_GROUPS = 65535;
  */
 const MATVEC_MAX_M = 32;
 /**
- * Held-back products on 2 <= m <= MATVEC_MAX_M rows of x go to the tiled kernel when a matrix has at
- * least this many rows (the lm_head: on an H100 at m = 32, 50280 x 768, 347 us against 1,446 us).
+ * Held-back products on 2 <= m <= MATVEC_MAX_M rows of x that matvec does not take go to the split-k
+ * kernels (to the tiled kernel with LINEAR_TUNING.splitk "never"): those with a matrix of at least
+ * this many rows (the lm_head: on an H100 at m = 32, 50280 x 768, tiled 347 us against matvec's
+ * 1,446 us, split-k 152 us) or rows longer than MATVEC_MAX_X4 vec4.
  */
 const GEMM_MIN_ROWS = 4096;
 /** The matrix-vector kernel stages rows of x in workgroup memory: at most this many vec4. */
@@ -172,7 +176,14 @@ class GpuTensor implements Tensor {
   /** elements */
   readonly size: number;
   /** for matrices: the last matrix-vector products emitted with this as the first weight (see #matvec) */
-  memo?: { pl: PendingLinear; dispatches: Dispatch[]; partials?: GPUBuffer; sums?: GPUBuffer };
+  memo?: {
+    pl: PendingLinear;
+    /** one, or two with split-k (the partial sums, then their reduce) */
+    dispatches: Dispatch[];
+    partials?: GPUBuffer;
+    /** split-k: the scratch buffer of partial sums its two dispatches use */
+    scratch?: GPUBuffer;
+  };
   /**
    * for weights of conv1dSilu and gatedRmsNorm: the last one-dispatch op on them, with the tensors
    * (a, b, c, d in the op's argument order) and scalars it was made for
@@ -338,10 +349,10 @@ export class WebGpuBackend implements Backend {
   #dummyRw: GPUBuffer;
   #scratch?: GPUBuffer;
   #scanScratch?: GPUBuffer;
-  /** the tiled kernel's sums per split of k (see #gemm) */
-  #splitSums?: GPUBuffer;
   /** matvec1's argmax pairs */
   #partials?: GPUBuffer;
+  /** the partial sums of the split-k products (#splitk) and of the tiled kernel split over k (#gemm) */
+  #splitScratch?: GPUBuffer;
   /** starts the mapping of a read already submitted (see #readBytes) */
   #maps: (() => void)[] = [];
   #pendingNorm?: PendingNorm;
@@ -581,35 +592,30 @@ export class WebGpuBackend implements Backend {
 
   #matvec(pl: PendingLinear): void {
     const x4 = pl.stride / 4;
-    if (
-      pl.m > MATVEC_MAX_M ||
-      (pl.m >= 2 && (x4 > MATVEC_MAX_X4 || pl.items.some((it) => it.rows >= GEMM_MIN_ROWS)))
-    ) {
+    const big = x4 > MATVEC_MAX_X4 || pl.items.some((it) => it.rows >= GEMM_MIN_ROWS);
+    const outputs = pl.m * pl.items.reduce((a, it) => a + it.rows, 0);
+    const mode = LINEAR_TUNING.splitk;
+    const splitk = pl.m >= 2 && pl.m <= SPLITK_MAX_M && mode !== "never" &&
+      (mode === "always" || big ||
+        (outputs >= SPLITK_MIN_OUTPUTS && outputs * pl.cols >= SPLITK_MIN_WORK));
+    if (pl.m > MATVEC_MAX_M || (pl.m >= 2 && !splitk && big)) {
       return this.#gemm(pl);
     }
     // The products of the last emission on this weight again (every decode step): its dispatches as
-    // they were.
+    // they are.
     const w = pl.items[0].w;
     let memo = w.memo;
     if (
-      !memo || (pl.argmax && memo.partials !== this.#partials) || memo.sums !== this.#splitSums ||
+      !memo || (pl.argmax && memo.partials !== this.#partials) ||
+      (memo.scratch && memo.scratch !== this.#splitScratch) || (memo.dispatches.length > 1) !== splitk ||
       !sameLinear(memo.pl, pl)
     ) {
-      let dispatches: Dispatch[] | undefined;
-      if (pl.m >= 2 && !(pl.norm && pl.resid)) {
-        // Split over k, the tiled kernel beats the matrix-vector one (see gemmPlan).
-        const plan = gemmPlan(
-          pl.m,
-          pl.items.map((it) => it.rows),
-          pl.cols,
-          this.#device.limits.maxComputeWorkgroupStorageSize,
-          this.adapter.isFallbackAdapter ? GEMM_FALLBACK_THREADS : GEMM_MAX_THREADS,
-          true,
-        );
-        if (plan.splits > 1) dispatches = this.#gemmDispatches({ ...pl, plan });
+      if (splitk) {
+        memo = w.memo = { pl, dispatches: this.#splitk(pl), scratch: this.#splitScratch };
+      } else {
+        const dispatch = pl.m === 1 ? this.#matvec1(pl) : this.#matvecRows(pl);
+        memo = w.memo = { pl, dispatches: [dispatch], partials: this.#partials };
       }
-      dispatches ??= [pl.m === 1 ? this.#matvec1(pl) : this.#matvecRows(pl)];
-      memo = w.memo = { pl, dispatches, partials: this.#partials, sums: this.#splitSums };
     }
     for (const d of memo.dispatches) this.#replay(d);
     if (pl.argmax) {
@@ -624,6 +630,59 @@ export class WebGpuBackend implements Backend {
         [1, 1, 1],
       );
     }
+  }
+
+  /**
+   * The products of 2 <= m <= 32 rows of x, split over k: wgsl/splitk.wgsl leaves the partial sums
+   * of the slices of k in #splitScratch, wgsl/splitk_reduce.wgsl adds them up with the epilogue.
+   */
+  #splitk(pl: PendingLinear): [Dispatch, Dispatch] {
+    const x4 = pl.stride / 4;
+    const rows = pl.items.map((it) => it.rows);
+    const tile = { ...splitkTile(pl.m, rows, x4), ...LINEAR_TUNING.tile };
+    const { MB, WG, KC4, S, RW } = tile;
+    const l4 = Math.ceil(x4 / S / KC4) * KC4;
+    const nsl = Math.ceil(x4 / l4);
+    const { os, starts, hasBias, total } = groupsOf(pl, WG * RW);
+    const cols = [0, 0, 0, 0];
+    let t = 0;
+    for (let j = 0; j < pl.items.length; j++) {
+      cols[j] = t;
+      t += pl.items[j].rows;
+    }
+    for (let j = pl.items.length; j < 4; j++) cols[j] = t;
+    const floats = nsl * pl.m * (t + 1);
+    const scratch = this.#splitScratch = this.#atLeast(this.#splitScratch, 4 * floats);
+    const x = pl.norm ? pl.norm.x.buffer : pl.input.buffer;
+    const ws: GPUBuffer[] = [];
+    for (let j = 0; j < 4; j++) ws.push(pl.items[j]?.w.buffer ?? this.#dummyRead);
+    const nw = pl.norm ? pl.norm.w.buffer : this.#dummyRead;
+    const n = pl.items.length;
+    const hasNorm = pl.norm ? 1 : 0;
+    const first = this.#prepare(
+      "splitk",
+      { WG, MB, KC4, RW, F16: pl.packed === "f16" ? 1 : 0 },
+      [x, ...ws, nw, scratch],
+      [...os, ...starts, ...cols, pl.m, pl.cols, x4, n, hasNorm, nsl, l4, t, total],
+      "uuuuuuuuuuuuuuuuuuuuu",
+      this.#grid2(total * nsl),
+    );
+    const outs: GPUBuffer[] = [], biases: GPUBuffer[] = [];
+    for (let j = 0; j < 4; j++) {
+      outs.push(pl.items[j]?.out.buffer ?? this.#dummyRw);
+      biases.push(pl.items[j]?.bias?.buffer ?? this.#dummyRead);
+    }
+    const xn = pl.norm ? pl.norm.out.buffer : this.#dummyRw;
+    const threads = pl.m * (t + hasNorm * pl.cols);
+    const then = this.#prepare(
+      "splitk_reduce",
+      {},
+      [scratch, ...outs, ...biases, x, nw, xn, pl.resid?.buffer ?? this.#dummyRw],
+      [...os, ...cols, ...hasBias, pl.m, pl.cols, n, nsl, t, hasNorm, pl.resid ? 1 : 0, pl.norm?.eps ?? 0],
+      "uuuuuuuuuuuuuuuuuuuf",
+      this.#grid1(threads, 256),
+    );
+    return [first, then];
   }
 
   /** The products of m >= 2 rows of x: wgsl/matvec.wgsl. */
@@ -772,10 +831,10 @@ export class WebGpuBackend implements Backend {
         this.#prepare("gemm", constants, buffers, [...params, 0, 1, 0], types, this.#grid2(total * nmb)),
       ];
     }
-    // Split over k: the splits' sums in #splitSums (the xn binding, or resid's with the norm), then
+    // Split over k: the splits' sums in #splitScratch (the xn binding, or resid's with the norm), then
     // added up with the epilogue.
     const cells = pl.m * total * tile.BN;
-    const sums = this.#splitSums = this.#atLeast(this.#splitSums, 4 * splits * (cells + pl.m));
+    const sums = this.#splitScratch = this.#atLeast(this.#splitScratch, 4 * splits * (cells + pl.m));
     buffers[pl.norm ? 15 : 14] = sums;
     const threadsPer = (tile.BM / tile.TM) * (tile.BN / tile.TN) * tile.KS;
     const reduce = this.#grid2(Math.ceil(cells / threadsPer));
@@ -1586,9 +1645,8 @@ export interface GemmPlan {
  * k where its workgroups would be few (unless the norm and the residual add are both fused: the
  * splits' sums then have no binding). On an adapter of GEMM_MAX_THREADS threads, the tiles and
  * splits that were fastest on an H100 (bench/gemm.ts --sweep; mamba-130m, f32, us):
- * - m = 512: x_proj 93 -> 37 (64 x 64, 8 splits), out_proj 158 -> 114 (64 x 64, 8 splits);
- * - m = 32: x_proj (matrix-vector kernel) 48.75 -> 8.7, out_proj 48.75 -> 11 (16 x 64, KS 2, 16
- *   splits).
+ * m = 512: x_proj 93 -> 34 (64 x 64, 8 splits), out_proj 158 -> 116 (64 x 64, 8 splits). Products
+ * on 2..32 rows of x go to the split-k kernels instead (see SPLITK_MIN_OUTPUTS), or are not split.
  * On a fallback adapter: gemmTile's tile, split while k-slices keep GEMM_MIN_TILES k-tiles.
  */
 export function gemmPlan(
@@ -1604,14 +1662,75 @@ export function gemmPlan(
   const whole = { tile, splits: 1, tps: 0 };
   if (!canSplit) return whole;
   if (maxThreads < GEMM_MAX_THREADS) return { tile, ...gemmSplits(tile, groupsOf(tile), cols) };
-  const small = m <= 32;
-  const big: GemmTile = small
-    ? { BM: m <= 8 ? 8 : 16, BN: 64, TM: 4, TN: 4, BK: 16, KS: 2 }
-    : { BM: 64, BN: 64, TM: 4, TN: 4, BK: 16, KS: 1 };
+  if (m <= 32) return whole; // 2..32 rows of x: the split-k kernels (#splitk) where they win
+  const big: GemmTile = { BM: 64, BN: 64, TM: 4, TN: 4, BK: 16, KS: 1 };
   const groups = groupsOf(big);
-  if (!small && groups >= 2 * GEMM_MIN_GROUPS) return whole;
-  const split = small ? gemmSplits(big, groups, cols, 3, 528) : gemmSplits(big, groups, cols, 12, 1024);
+  if (groups >= 2 * GEMM_MIN_GROUPS) return whole;
+  const split = gemmSplits(big, groups, cols, 12, 1024);
   return split.splits > 1 ? { tile: big, ...split } : whole;
+}
+
+/** Products on up to this many rows of x (from 2) go to the split-k kernels. */
+const SPLITK_MAX_M = 32;
+/**
+ * Products on 2..32 rows of x go to the split-k kernels from this many outputs (m * rows) and
+ * SPLITK_MIN_WORK multiply-adds (m * rows * cols) on, and always where matvec would send them to the
+ * tiled kernel; to matvec below. On an H100 (bench/splitk.ts, f32 and f16): in_proj (2 x 1536 x 768)
+ * about even at m = 4 (15 us), split-k ahead from m = 8 (18 against 26 us) to m = 32 (28 against 91
+ * us); out_proj (768 x 1536) behind at m = 16 (19 against 16 us), ahead at m = 32 (24 against 29);
+ * x_proj (80 x 1536) and dt_proj (1536 x 48) behind at every m (20 against 7 us at m = 32: two
+ * dispatches of 4 us or more); the lm_head (50280 x 768) 2x to 5x ahead of gemm at every m.
+ */
+const SPLITK_MIN_OUTPUTS = 2 ** 14;
+const SPLITK_MIN_WORK = 2 ** 24;
+/** The split-k kernels cut k into slices until the products have this many workgroups. */
+const SPLITK_MIN_GROUPS = 384;
+/** ... into at most this many slices (more, and out_proj at m = 32 took 41 us against 23). */
+const SPLITK_MAX_SLICES = 12;
+/** The split-k kernels give each thread two output rows from this many tiles of rows on. */
+const SPLITK_RW2_TILES = 192;
+
+/**
+ * The split-k kernels' shape (see wgsl/splitk.wgsl): MB rows of x, WG threads of RW output rows each,
+ * S slices of k staged KC4 vec4 at a time.
+ */
+export interface SplitkTile {
+  MB: number;
+  WG: number;
+  RW: number;
+  KC4: number;
+  S: number;
+}
+
+/**
+ * For benchmarks and tests: `splitk` "never" sends products on 2..32 rows of x to matvec and gemm as
+ * before the split-k kernels, "always" to split-k, "auto" as SPLITK_MIN_OUTPUTS says; `tile`
+ * overrides splitkTile's choice.
+ */
+export const LINEAR_TUNING: { splitk: "auto" | "always" | "never"; tile?: Partial<SplitkTile> } = {
+  splitk: "auto",
+};
+
+/**
+ * The split-k tile for m (2..32) rows of x times matrices of `rows` rows and x4 vec4 of columns:
+ * MB the power of two from 4 that covers m, WG threads of RW output rows (two, and longer chunks,
+ * for large matrices: the lm_head), KC4 vec4 of k staged at a time, and S slices of k, as many as
+ * make SPLITK_MIN_GROUPS workgroups with at least one chunk each, SPLITK_MAX_SLICES at most. (On an H100 at m = 32, swept with
+ * bench/splitk.ts: 128 x 1 for in_proj and out_proj, 128 x 2 with 32-vec4 chunks and 2 slices for
+ * the lm_head.)
+ */
+export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
+  let MB = 4;
+  while (MB < m) MB *= 2;
+  const WG = 128;
+  const big = rows.reduce((a, r) => a + Math.ceil(r / WG), 0) >= SPLITK_RW2_TILES;
+  const RW = big ? 2 : 1, KC4 = big ? 32 : 16;
+  const tiles = rows.reduce((a, r) => a + Math.ceil(r / (WG * RW)), 0);
+  const S = Math.max(
+    1,
+    Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles), SPLITK_MAX_SLICES),
+  );
+  return { MB, WG, RW, KC4, S };
 }
 
 /** What one of the four matrix slots of matvec, matvec1 and gemm binds. */

@@ -7,9 +7,12 @@ import {
   gemmSplits,
   gemmTile,
   isFallback,
+  LINEAR_TUNING,
   probeWebGpu,
   requestAdapter,
   SCAN_TUNING,
+  type SplitkTile,
+  splitkTile,
   toHalf,
   type WebGpuBackend,
 } from "../../../src/backends/webgpu/webgpu.ts";
@@ -122,7 +125,7 @@ Deno.test({
           true,
         ],
         [19, 41, 77, true],
-        // the tiled kernel (wgsl/gemm.wgsl): m > 32, or a matrix of 4096 rows
+        // m > 32: the tiled kernel (wgsl/gemm.wgsl); 2..32: split-k (wgsl/splitk.wgsl), 4096 rows too
         [70, 130, 75, true],
         [33, 301, 45, true],
         [64, 259, 70, false],
@@ -214,7 +217,7 @@ Deno.test({
 
       for (const m of [3, 32]) {
         await t.step(
-          `rmsNorm() -> linear() x2 -> linear() -> add() on the tiled kernel (fused) matches js for m ${m}`,
+          `rmsNorm() -> linear() x2 -> linear() -> add() on matrices of 4096 rows (fused) matches js for m ${m}`,
           async () => {
             const [d, o1, o2, o3] = [45, 4100, 37, 4099];
             const [a, b] = await both(gpu, (be) => ({
@@ -740,6 +743,125 @@ Deno.test({
       });
     } finally {
       await gpu.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu linear() on 2..32 rows of x (split-k) matches js with its fusions, f32 and f16",
+  ignore,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    await t.step(
+      "splitkTile() covers m with 4..32 rows and cuts k into slices while workgroups are few",
+      () => {
+        const at = (m: number, rows: number[], x4: number) => {
+          const { MB, WG, RW, KC4, S } = splitkTile(m, rows, x4);
+          return [MB, WG, RW, KC4, S];
+        };
+        assert.deepEqual(at(2, [1536, 1536], 192), [4, 128, 1, 16, 12]);
+        assert.deepEqual(at(17, [768], 384), [32, 128, 1, 16, 12]);
+        assert.deepEqual(at(32, [48, 16, 16], 384), [32, 128, 1, 16, 12]);
+        assert.deepEqual(at(32, [1536], 12), [32, 128, 1, 16, 1]);
+        assert.deepEqual(at(32, [50280], 192), [32, 128, 2, 32, 2]);
+      },
+    );
+    // m, d (columns of x), rows of the three matrices on the normed x, a tile instead of
+    // splitkTile's; [31, 1100, 4099, ...] walks two chunks of k per slice, [5, 203, 300, ...] four
+    // (the last slice: three, the last partial) with two rows per thread (the second tile partly live)
+    const cases: [number, number, number, number, number, Partial<SplitkTile>?][] = [
+      [2, 301, 37, 70, 5],
+      [3, 45, 129, 9, 66],
+      [17, 130, 65, 33, 7],
+      [31, 1100, 4099, 13, 3],
+      [32, 77, 41, 40, 31],
+      [5, 203, 300, 7, 9, { RW: 2, KC4: 8, S: 2 }],
+    ];
+    await t.step(
+      "linear() takes split-k (two dispatches) for 32 x 768 x 768, matvec for 16 x 768 x 1536 and 32 x 80 x 1536",
+      async () => {
+        const gpu = await createWebGpuBackend();
+        try {
+          const count = (m: number, rows: number, cols: number) => {
+            const w = gpu.uploadMatrix(rand(rows * cols, 60), [rows, cols]);
+            const x = gpu.upload(rand(m * cols, 61), [m, cols]), y = gpu.zeros([m, rows]);
+            return gpu.recordOnly(() => gpu.linear(y, w, x)).dispatches;
+          };
+          assert.equal(count(32, 768, 768), 2);
+          assert.equal(count(16, 768, 1536), 1);
+          assert.equal(count(32, 80, 1536), 1);
+        } finally {
+          await gpu.dispose();
+        }
+      },
+    );
+    for (const dtype of ["f32", "f16"] as const) {
+      const gpu = await createWebGpuBackend({ dtype });
+      try {
+        for (const [m, d, o1, o2, o3, tile] of cases) {
+          await t.step(
+            `rmsNorm() -> linear() x3 (bias) -> linear() -> add(), twice, matches js for ${dtype}, m ${m}, d ${d}`,
+            async () => {
+              const weights = (n: number, seed: number) =>
+                dtype === "f16" ? halfRound(rand(n, seed)) : rand(n, seed);
+              const w1 = weights(o1 * d, 52), w2 = weights(o2 * d, 53), w3 = weights(o3 * d, 54);
+              const wo = weights(d * o1, 56);
+              const got: Float32Array[][] = [];
+              // split-k at these small sizes too (the backend sends them to matvec)
+              Object.assign(LINEAR_TUNING, { tile, splitk: "always" });
+              try {
+                for (const be of [new JsBackend(), gpu] as Backend[]) {
+                  const x = {
+                    hidden: be.upload(rand(m * d, 50, -2, 2), [m, d]),
+                    nw: be.upload(rand(d, 51), [d]),
+                    xn: be.zeros([m, d]),
+                    w1: be.uploadMatrix(w1, [o1, d]),
+                    w2: be.uploadMatrix(w2, [o2, d]),
+                    w3: be.uploadMatrix(w3, [o3, d]),
+                    b2: be.upload(rand(o2, 55), [o2]),
+                    y1: be.zeros([m, o1]),
+                    y2: be.zeros([m, o2]),
+                    y3: be.zeros([m, o3]),
+                    wo: be.uploadMatrix(wo, [d, o1]),
+                    o: be.zeros([m, d]),
+                  };
+                  const r: Float32Array[] = [];
+                  // The second step replays the first one's kept dispatches on new contents (hidden
+                  // has the residual added, nw another scale).
+                  for (let step = 0; step < 2; step++) {
+                    if (step) be.write(x.nw, rand(d, 57));
+                    be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
+                    be.linear(x.y1, x.w1, x.xn);
+                    be.linear(x.y2, x.w2, x.xn, x.b2);
+                    be.linear(x.y3, x.w3, x.xn);
+                    be.linear(x.o, x.wo, x.y1);
+                    be.add(x.hidden, x.hidden, x.o);
+                    for (const k of ["xn", "y1", "y2", "y3", "o", "hidden"] as const) {
+                      r.push(await be.read(x[k]));
+                    }
+                  }
+                  got.push(r);
+                }
+              } finally {
+                Object.assign(LINEAR_TUNING, { tile: undefined, splitk: "auto" });
+              }
+              const [a, g] = got;
+              for (let j = 0; j < a.length; j++) {
+                const scale = a[j].reduce((s, v) => Math.max(s, Math.abs(v)), 1);
+                close(
+                  a[j],
+                  g[j],
+                  2e-6 * scale * Math.sqrt(Math.max(d, o1)),
+                  `output ${j % 6} of step ${j / 6 | 0}`,
+                );
+              }
+            },
+          );
+        }
+      } finally {
+        await gpu.dispose();
+      }
     }
   },
 });

@@ -1,0 +1,132 @@
+/**
+ * GPU time of the products on 2..32 rows of x (batched decode) through the webgpu backend, on the
+ * linear shapes of mamba-130m with their fusions (RMSNorm into in_proj and the lm_head, the residual
+ * add into out_proj): the split-k kernels (wgsl/splitk.wgsl + wgsl/splitk_reduce.wgsl) with the tile
+ * splitkTile chooses and, with --sweep, other tiles, against the kernels used before them (matvec,
+ * gemm for the lm_head). Each is recorded `reps` times into one compute pass after 3 * reps untimed
+ * (the GPU's clocks rise), timed by timestamp queries, divided by reps: the time of one product
+ * (its two dispatches with split-k). One JSON object per line.
+ *
+ * ```sh
+ * deno run -A --unstable-webgpu bench/splitk.ts [--reps 100] [--dtype f32,f16] [--m 32,8,2] [--sweep]
+ * ```
+ *
+ * @module
+ */
+
+import {
+  createWebGpuBackend,
+  LINEAR_TUNING,
+  type SplitkTile,
+  splitkTile,
+} from "../src/backends/webgpu/webgpu.ts";
+import type { Backend, Tensor, WeightDType } from "../src/backends/backend.ts";
+
+const arg = (name: string, dflt: string) => {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Deno.args[i + 1] : dflt;
+};
+const reps = Number(arg("reps", "100"));
+const dtypes = arg("dtype", "f32,f16").split(",") as WeightDType[];
+const ms = arg("m", "32").split(",").map(Number);
+const sweep = Deno.args.includes("--sweep");
+const only = arg("only", "");
+
+let seed = 1;
+const rand = (len: number, scale = 1) => {
+  let s = seed++ >>> 0;
+  const out = new Float32Array(len);
+  for (let i = 0; i < len; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = scale * (2 * (s / 4294967296) - 1);
+  }
+  return out;
+};
+
+// name, rows of each matrix, cols, fusion
+const shapes: [string, number[], number, "norm" | "resid" | "bias" | ""][] = [
+  ["in_proj", [1536, 1536], 768, "norm"],
+  ["x_proj", [48, 16, 16], 1536, ""],
+  ["dt_proj", [1536], 48, "bias"],
+  ["out_proj", [768], 1536, "resid"],
+  ["lm_head", [50280], 768, "norm"],
+];
+
+for (const dtype of dtypes) {
+  const be = await createWebGpuBackend({ dtype });
+  for (const [name, rows, cols, fusion] of shapes) {
+    if (only && !only.split(",").includes(name)) continue;
+    const ws = rows.map((o) => be.uploadMatrix(rand(o * cols, 1 / Math.sqrt(cols)), [o, cols]));
+    const bias = rows.map((o) => be.upload(rand(o), [o]));
+    const nw = be.upload(rand(cols, 0.1).map((v) => v + 1), [cols]);
+    for (const m of ms) {
+      const x = be.upload(rand(m * cols), [m, cols]);
+      const xn = be.zeros([m, cols]);
+      const outs = rows.map((o) => be.zeros([m, o]));
+      const other = be.zeros([m, rows[0]]);
+      const resid = be.zeros([m, rows[0]]);
+      const op = (out0: Tensor) => {
+        if (fusion === "norm") be.rmsNorm(xn, x, nw, 1e-5);
+        const input = fusion === "norm" ? xn : x;
+        rows.forEach((_, j) =>
+          be.linear(j ? outs[j] : out0, ws[j], input, fusion === "bias" ? bias[j] : undefined)
+        );
+        if (fusion === "resid") be.add(resid, resid, out0);
+      };
+      const time = async () => {
+        op(other); // another output: the next op makes its dispatches anew (the tile may have changed)
+        op(outs[0]);
+        await be.read(outs[0]);
+        const gpu = be as unknown as { timeGpu(f: () => void): Promise<number | undefined> };
+        let best = Infinity;
+        for (let t = 0; t < 3; t++) {
+          // the GPU kept busy first (its clocks fall while it waits), then the timed reps right after
+          for (let r = 0; r < 3 * reps; r++) op(outs[0]);
+          const us = await gpu.timeGpu(() => {
+            for (let r = 0; r < reps; r++) op(outs[0]);
+          });
+          best = Math.min(best, us! / reps);
+        }
+        return +best.toFixed(2);
+      };
+      LINEAR_TUNING.splitk = "never";
+      LINEAR_TUNING.tile = undefined;
+      const before = await time();
+      LINEAR_TUNING.splitk = "always"; // also where the backend takes matvec
+      const chosen = splitkTile(m, rows, Math.ceil(cols / 8) * 2);
+      const after = await time();
+      const results: [number, SplitkTile][] = [[after, chosen]];
+      if (sweep) {
+        const x4 = Math.ceil(cols / 8) * 2;
+        for (const [WG, RW] of [[64, 1], [128, 1], [256, 1], [64, 2], [128, 2]]) {
+          for (const KC4 of [8, 16, 32]) {
+            for (const S of [1, 2, 3, 4, 6, 8, 12, 16, 24]) {
+              if (S > Math.ceil(x4 / KC4) || (S - 1) * KC4 >= x4) continue;
+              const tile = { ...chosen, WG, RW, KC4, S };
+              if (JSON.stringify(tile) === JSON.stringify(chosen)) continue;
+              LINEAR_TUNING.tile = tile;
+              results.push([await time(), tile]);
+            }
+          }
+        }
+        LINEAR_TUNING.tile = undefined;
+      }
+      results.sort((a, b) => a[0] - b[0]);
+      console.log(JSON.stringify({
+        dtype,
+        name,
+        m,
+        rows,
+        cols,
+        fusion,
+        before_us: before,
+        splitk_us: after,
+        tile: chosen,
+        best: results.slice(0, 3).map(([us, t]) => ({ us, WG: t.WG, RW: t.RW, KC4: t.KC4, S: t.S })),
+      }));
+      for (const t of [x, xn, ...outs, other, resid] as Tensor[]) (be as Backend).free(t);
+    }
+    for (const t of [...ws, ...bias, nw]) be.free(t);
+  }
+  await be.dispose();
+}
