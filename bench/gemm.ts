@@ -12,7 +12,7 @@
  * @module
  */
 
-import { gemmPlan, type GemmTile, toHalf } from "../src/backends/webgpu/webgpu.ts";
+import { gemmPlan, gemmSplitsOf, type GemmTile, toHalf } from "../src/backends/webgpu/webgpu.ts";
 import { SHADERS } from "../src/backends/webgpu/_shaders.ts";
 
 const arg = (name: string, dflt: string) => {
@@ -159,18 +159,13 @@ for (const dtype of dtypes) {
     const outs = rows.map((o) => buffer(new Float32Array(m * o)));
     const dummy = buffer(new Float32Array(4));
     const flops = 2 * m * cols * rows.reduce((a, b) => a + b, 0);
-    const splitsOf = (tile: GemmTile, splits: number) => {
-      const tiles = Math.ceil(cols / tile.BK);
-      const tps = Math.ceil(tiles / splits / tile.KS) * tile.KS;
-      return { splits: Math.ceil(tiles / tps), tps };
-    };
     const chosen: Choice = gemmPlan(m, rows, cols, storage, 256, true);
     const same = (a: Choice) => JSON.stringify(a) === JSON.stringify(chosen);
     const choices: Choice[] = [chosen];
     if (sweep) {
       for (const tile of candidates(m, cols)) {
         for (const sp of [1, 2, 4, 8, 16]) {
-          const c = { tile, ...(sp === 1 ? { splits: 1, tps: 0 } : splitsOf(tile, sp)) };
+          const c = { tile, ...(sp === 1 ? { splits: 1, tps: 0 } : gemmSplitsOf(tile, cols, sp)) };
           if (!same(c) && !choices.some((d) => JSON.stringify(d) === JSON.stringify(c))) choices.push(c);
         }
       }

@@ -175,6 +175,26 @@ fn store(j: u32, idx: u32, v: f32) {
   }
 }
 
+/** The matrix whose workgroup columns hold column g of workgroups. */
+fn matrix_of(g: u32) -> u32 {
+  var j = 0u;
+  for (var k = 1u; k < p.count; k++) {
+    if (g >= p.start[k]) {
+      j = k;
+    }
+  }
+  return j;
+}
+
+/** The epilogue of out_j[i_m, i_o] (o_j = o) from its scaled sum v: bias, store, residual add. */
+fn finish(j: u32, i_m: u32, o: u32, i_o: u32, v: f32) {
+  let y = v + bias_at(j, i_o);
+  store(j, i_m * o + i_o, y);
+  if (p.has_resid == 1u) {
+    resid[i_m * o + i_o] += y;
+  }
+}
+
 /** x[i_m, i_i .. i_i + 3], zeros past the row or past m. */
 fn x4_at(i_m: u32, i_i: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
@@ -253,11 +273,7 @@ fn put(q: u32, v4: vec4<f32>) {
         part_put((ep.s * p.m + i_m) * p.total * BN + ep.g * BN + col, v4[c]);
       }
     } else if (i_o < ep.o) {
-      let v = v4[c] * sc + bias_at(ep.j, i_o);
-      store(ep.j, i_m * ep.o + i_o, v);
-      if (p.has_resid == 1u) {
-        resid[i_m * ep.o + i_o] += v;
-      }
+      finish(ep.j, i_m, ep.o, i_o, v4[c] * sc);
     }
   }
 }
@@ -299,12 +315,7 @@ fn reduce(e: u32) {
     }
   }
   let g = col / BN;
-  var j = 0u;
-  for (var k = 1u; k < p.count; k++) {
-    if (g >= p.start[k]) {
-      j = k;
-    }
-  }
+  let j = matrix_of(g);
   let o = p.o[j];
   let i_o = (g - p.start[j]) * BN + col % BN;
   if (i_o >= o) {
@@ -314,11 +325,7 @@ fn reduce(e: u32) {
   for (var s = 0u; s < p.splits; s++) {
     sum += part_at((s * p.m + i_m) * cols + col);
   }
-  let v = sum * sc + bias_at(j, i_o);
-  store(j, i_m * o + i_o, v);
-  if (p.has_resid == 1u) {
-    resid[i_m * o + i_o] += v;
-  }
+  finish(j, i_m, o, i_o, sum * sc);
 }
 
 /** Where this thread's tile lies, for put. */
@@ -354,12 +361,7 @@ fn gemm(
     return;
   }
   let m0 = (wlin % p.nmb) * BM;
-  var j = 0u;
-  for (var k = 1u; k < p.count; k++) {
-    if (g >= p.start[k]) {
-      j = k;
-    }
-  }
+  let j = matrix_of(g);
   let o0 = (g - p.start[j]) * BN;
   let o = p.o[j];
   let s4 = p.s4;

@@ -143,8 +143,6 @@ interface PendingLinear {
   items: { out: GpuTensor; w: GpuTensor; bias?: GpuTensor; rows: number }[];
   /** add the (single) product into this tensor too */
   resid?: GpuTensor;
-  /** the tiled kernel's plan, where already made */
-  plan?: GemmPlan;
   /** one row of x: the conv1d + SiLU step on items[0]'s output (see wgsl/matvec1.wgsl, mode 3) */
   conv?: { out: GpuTensor; w: GpuTensor; bias?: GpuTensor; state: GpuTensor; k: number };
   /** one row of x: greedy sampling of the (single) product into out[outRow] */
@@ -476,10 +474,14 @@ export class WebGpuBackend implements Backend {
     if (g.freed || this.#disposed) return;
     this.#emit();
     g.freed = true;
-    const size = g.buffer.size;
-    let list = this.#pool.get(size);
-    if (!list) this.#pool.set(size, list = []);
-    list.push(g.buffer);
+    this.#release(g.buffer);
+  }
+
+  /** Puts `buf` back in the pool, for a later buffer of its size. */
+  #release(buf: GPUBuffer): void {
+    let list = this.#pool.get(buf.size);
+    if (!list) this.#pool.set(buf.size, list = []);
+    list.push(buf);
   }
 
   // ---- ops ----
@@ -788,11 +790,7 @@ export class WebGpuBackend implements Backend {
    */
   #atLeast(buf: GPUBuffer | undefined, bytes: number): GPUBuffer {
     if (buf && buf.size >= bytes) return buf;
-    if (buf) {
-      let list = this.#pool.get(buf.size);
-      if (!list) this.#pool.set(buf.size, list = []);
-      list.push(buf);
-    }
+    if (buf) this.#release(buf);
     return this.#buffer(Math.max(16, Math.ceil(bytes / 16) * 16));
   }
 
@@ -806,8 +804,7 @@ export class WebGpuBackend implements Backend {
     const rows = pl.items.map((it) => it.rows);
     const storage = this.#device.limits.maxComputeWorkgroupStorageSize;
     const threads = this.adapter.isFallbackAdapter ? GEMM_FALLBACK_THREADS : GEMM_MAX_THREADS;
-    const { tile, splits, tps } = pl.plan ??
-      gemmPlan(pl.m, rows, pl.cols, storage, threads, !(pl.norm && pl.resid));
+    const { tile, splits, tps } = gemmPlan(pl.m, rows, pl.cols, storage, threads, !(pl.norm && pl.resid));
     const n = pl.items.length;
     const { os, starts, hasBias, total } = groupsOf(pl, tile.BN);
     const buffers = this.#linearBuffers(pl, slotsOf(pl), pl.resid?.buffer ?? this.#dummyRw);
@@ -1584,8 +1581,7 @@ export function gemmTile(
   storage: number,
   maxThreads = GEMM_MAX_THREADS,
 ): GemmTile {
-  const groups = (bm: number, bn: number) =>
-    Math.ceil(m / bm) * rows.reduce((a, r) => a + Math.ceil(r / bn), 0);
+  const groups = (bm: number, bn: number) => gemmGroups(m, rows, bm, bn);
   // [BM, BN, TM, TN], largest first
   const options = m <= 8
     ? [[8, 64, 4, 4], [8, 32, 4, 4]]
@@ -1611,6 +1607,11 @@ export function gemmTile(
   return { BM, BN, TM, TN, BK, KS };
 }
 
+/** Workgroups of the tiled kernel for m rows of x times matrices of `rows` rows, in tiles of bm x bn. */
+function gemmGroups(m: number, rows: number[], bm: number, bn: number): number {
+  return Math.ceil(m / bm) * rows.reduce((a, r) => a + Math.ceil(r / bn), 0);
+}
+
 /**
  * Splits of k over workgroups for `groups` workgroups of `tile` on rows of `cols` columns: doubled
  * (at most to 16) while the workgroups stay within `most` and each k-slice keeps `minTiles` k-tiles;
@@ -1628,6 +1629,15 @@ export function gemmSplits(
   while (
     splits < 16 && 2 * splits * groups <= most && tiles / (2 * splits * tile.KS) >= minTiles
   ) splits *= 2;
+  return gemmSplitsOf(tile, cols, splits);
+}
+
+/**
+ * Rows of `cols` columns cut into about `splits` ranges of k-tiles of `tile`: `tps` k-tiles each, a
+ * multiple of KS, and the splits that makes.
+ */
+export function gemmSplitsOf(tile: GemmTile, cols: number, splits: number): { splits: number; tps: number } {
+  const tiles = Math.ceil(cols / tile.BK);
   const tps = Math.ceil(tiles / splits / tile.KS) * tile.KS;
   return { splits: Math.ceil(tiles / tps), tps };
 }
@@ -1658,13 +1668,14 @@ export function gemmPlan(
   canSplit: boolean,
 ): GemmPlan {
   const tile = gemmTile(m, rows, cols, storage, maxThreads);
-  const groupsOf = (t: GemmTile) => Math.ceil(m / t.BM) * rows.reduce((a, r) => a + Math.ceil(r / t.BN), 0);
   const whole = { tile, splits: 1, tps: 0 };
   if (!canSplit) return whole;
-  if (maxThreads < GEMM_MAX_THREADS) return { tile, ...gemmSplits(tile, groupsOf(tile), cols) };
+  if (maxThreads < GEMM_MAX_THREADS) {
+    return { tile, ...gemmSplits(tile, gemmGroups(m, rows, tile.BM, tile.BN), cols) };
+  }
   if (m <= 32) return whole; // 2..32 rows of x: the split-k kernels (#splitk) where they win
   const big: GemmTile = { BM: 64, BN: 64, TM: 4, TN: 4, BK: 16, KS: 1 };
-  const groups = groupsOf(big);
+  const groups = gemmGroups(m, rows, big.BM, big.BN);
   if (groups >= 2 * GEMM_MIN_GROUPS) return whole;
   const split = gemmSplits(big, groups, cols, 12, 1024);
   return split.splits > 1 ? { tile: big, ...split } : whole;
