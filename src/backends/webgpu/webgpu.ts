@@ -1655,7 +1655,8 @@ export interface GemmPlan {
  * k where its workgroups would be few (unless the norm and the residual add are both fused: the
  * splits' sums then have no binding). On an adapter of GEMM_MAX_THREADS threads, the tiles and
  * splits that were fastest on an H100 (bench/gemm.ts --sweep; mamba-130m, f32, us):
- * m = 512: x_proj 93 -> 34 (64 x 64, 8 splits), out_proj 158 -> 116 (64 x 64, 8 splits). Products
+ * m = 512: x_proj 93 -> 34 to 57 (64 x 64, 8 splits), out_proj 158 -> 95 to 121 (64 x 64, 8 splits),
+ * spread over runs on two machines. Products
  * on 2..32 rows of x go to the split-k kernels instead (see SPLITK_MIN_OUTPUTS), or are not split.
  * On a fallback adapter: gemmTile's tile, split while k-slices keep GEMM_MIN_TILES k-tiles.
  */
