@@ -4,20 +4,30 @@
 //   out_j[i_m, i_o] = rs[i_m] * sum_s part[s, i_m, c_j + i_o] + bias_j[i_o]
 //   resid[i_m, i_o] += out_j[i_m, i_o]                        (has_resid, count = 1)
 //   xn[i_m, i_i] = x[i_m, i_i] * rs[i_m] * norm_w[i_i]        (has_norm)
+// then, by epi:
+//   0: nothing more
+//   1: (count <= 2, matrix 0 gives x of the conv) the causal depthwise conv1d + SiLU of one new step
+//      of each of the m sequences, with its state of k - 1 earlier inputs per channel, shifted in place:
+//      xc[i_m, c] = silu(conv_b[c] + sum_t<k-1 conv_w[c, t] * state[i_m, c, t] + conv_w[c, k-1] * out_0)
+//   2: (count = 1; greedy sampling) workgroup g of row i_m takes the columns [256 g, 256 g + 256) of
+//      that row and leaves the largest out_0 among them and its id (as f32 bits; none: 0xffffffff) in
+//      pairs[i_m, 2 g], pairs[i_m, 2 g + 1]; NaN and -inf never win, the lowest id among equals
+//      (argmax_partials finishes it)
 //
 // | binding | name   | access     | type   | shape                                       |
 // |---------|--------|------------|--------|---------------------------------------------|
 // | 0       | p      | uniform    | Params | o, col, has_bias, m, i, count, nsl, t ...   |
 // | 1       | part   | read       | f32    | (nsl, m, T) then (nsl, m) sums of squares   |
-// | 2..5    | out_j  | read_write | f32    | (m, o_j)                                    |
-// | 6..9    | bias_j | read       | f32    | (o_j), read when has_bias[j] = 1            |
+// | 2..5    | out_j  | read_write | f32    | (m, o_j); epi 1: out_2 = conv state (m, o_0, k - 1), out_3 = xc (m, o_0) |
+// | 6..9    | bias_j | read       | f32    | (o_j), read when has_bias[j] = 1; epi 1: bias_2 = conv_b when has_bias[2] = 1, bias_3 = conv_w (o_0, k) |
 // | 10      | x      | read       | f32    | (m, i), read when has_norm = 1              |
 // | 11      | norm_w | read       | f32    | (i), read when has_norm = 1                 |
 // | 12      | xn     | read_write | f32    | (m, i), written when has_norm = 1           |
-// | 13      | resid  | read_write | f32    | (m, o_0), updated when has_resid = 1        |
+// | 13      | resid  | read_write | f32    | (m, o_0), updated when has_resid = 1; epi 2: pairs (m, 2 * groups) |
 //
 // Dispatch: at least ceil(m * (T + has_norm * i) / 256) workgroups over x and y; T = sum of o_j,
-// matrix j's columns start at col[j].
+// matrix j's columns start at col[j]. epi 2: m * groups workgroups for the outputs (groups =
+// ceil(T / 256)), then ceil(has_norm * m * i / 256) for xn.
 
 struct Params {
   o: vec4<u32>,
@@ -31,6 +41,9 @@ struct Params {
   has_norm: u32,
   has_resid: u32,
   eps: f32,
+  epi: u32,
+  k: u32,
+  groups: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -95,23 +108,19 @@ fn rs_of(i_m: u32) -> f32 {
   return 1.0 / sqrt(ss / f32(p.i) + p.eps);
 }
 
-@compute @workgroup_size(256)
-fn splitk_reduce(
-  @builtin(local_invocation_id) lid: vec3<u32>,
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-  let idx = (wid.x + wid.y * nwg.x) * 256u + lid.x;
-  let mt = p.m * p.t;
-  if (idx >= mt) {
-    let e = idx - mt;
-    if (p.has_norm == 1u && e < p.m * p.i) {
-      xn[e] = x[e] * rs_of(e / p.i) * norm_w[e % p.i];
-    }
-    return;
+fn silu(v: f32) -> f32 {
+  return v / (1.0 + exp(-v));
+}
+
+// xn at element e (has_norm; e < m * i)
+fn put_xn(e: u32) {
+  if (p.has_norm == 1u && e < p.m * p.i) {
+    xn[e] = x[e] * rs_of(e / p.i) * norm_w[e % p.i];
   }
-  let i_m = idx / p.t;
-  let c = idx % p.t;
+}
+
+// The output at column c of row i_m with its epilogue, stored; returns it.
+fn finish(i_m: u32, c: u32) -> f32 {
   var sum = 0.0;
   for (var s = 0u; s < p.nsl; s++) {
     sum += part[(s * p.m + i_m) * p.t + c];
@@ -127,8 +136,98 @@ fn splitk_reduce(
   }
   let i_o = c - p.col[j];
   let v = sum + bias_at(j, i_o);
-  store(j, i_m * p.o[j] + i_o, v);
+  let e = i_m * p.o[j] + i_o;
+  store(j, e, v);
   if (p.has_resid == 1u) {
-    resid[i_m * p.o[0] + i_o] += v;
+    resid[e] += v;
   }
+  if (p.epi == 1u && j == 0u) {
+    // conv1d + SiLU of this step for channel i_o of sequence i_m: bias_3 holds conv_w (o_0, k).
+    let k = p.k;
+    let sbase = e * (k - 1u); // this channel's state
+    var acc = 0.0;
+    if (p.has_bias[2] == 1u) {
+      acc = bias2[i_o];
+    }
+    for (var q = 0u; q + 1u < k; q++) {
+      acc += bias3[i_o * k + q] * out2[sbase + q];
+    }
+    acc += bias3[i_o * k + k - 1u] * v;
+    for (var q = 0u; q + 2u < k; q++) {
+      out2[sbase + q] = out2[sbase + q + 1u];
+    }
+    if (k > 1u) {
+      out2[sbase + k - 2u] = v;
+    }
+    out3[e] = silu(acc);
+  }
+  return v;
+}
+
+const NONE: u32 = 0xffffffffu;
+
+var<workgroup> best_v: array<f32, 256>;
+var<workgroup> best_i: array<u32, 256>;
+
+fn better(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
+  if (ia == NONE) {
+    return false;
+  }
+  return ib == NONE || va > vb || (va == vb && ia < ib);
+}
+
+// epi 2: workgroup wlin = i_m * groups + g takes columns [256 g, 256 g + 256) of row i_m and leaves
+// their best (value, id) pair; the workgroups after the m * groups of the outputs write xn.
+fn argmax_groups(wlin: u32, t: u32) {
+  let cells = p.m * p.groups;
+  if (wlin >= cells) {
+    put_xn((wlin - cells) * 256u + t);
+    return;
+  }
+  let i_m = wlin / p.groups;
+  let c = (wlin % p.groups) * 256u + t;
+  var bv = 0.0;
+  var bi = NONE;
+  if (c < p.t) {
+    let v = finish(i_m, c);
+    // As the js reference, which starts from -inf: NaN and -inf never win.
+    if (v > -3.4028235e38 || v == -3.4028235e38) {
+      bv = v;
+      bi = c;
+    }
+  }
+  best_v[t] = bv;
+  best_i[t] = bi;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) {
+    if (t < s && better(best_v[t + s], best_i[t + s], best_v[t], best_i[t])) {
+      best_v[t] = best_v[t + s];
+      best_i[t] = best_i[t + s];
+    }
+    workgroupBarrier();
+  }
+  if (t == 0u) {
+    resid[2u * wlin] = best_v[0];
+    resid[2u * wlin + 1u] = bitcast<f32>(best_i[0]);
+  }
+}
+
+@compute @workgroup_size(256)
+fn splitk_reduce(
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+  let wlin = wid.x + wid.y * nwg.x;
+  if (p.epi == 2u) {
+    argmax_groups(wlin, lid.x);
+    return;
+  }
+  let idx = wlin * 256u + lid.x;
+  let mt = p.m * p.t;
+  if (idx >= mt) {
+    put_xn(idx - mt);
+    return;
+  }
+  _ = finish(idx / p.t, idx % p.t);
 }

@@ -592,7 +592,8 @@ export class WebGpuBackend implements Backend {
     }
   }
 
-  #matvec(pl: PendingLinear): void {
+  /** Which kernels #matvec gives the held-back products: the tiled one, split-k, or matvec / matvec1. */
+  #route(pl: PendingLinear): "gemm" | "splitk" | "matvec" {
     const x4 = pl.stride / 4;
     const big = x4 > MATVEC_MAX_X4 || pl.items.some((it) => it.rows >= GEMM_MIN_ROWS);
     const outputs = pl.m * pl.items.reduce((a, it) => a + it.rows, 0);
@@ -600,9 +601,14 @@ export class WebGpuBackend implements Backend {
     const splitk = pl.m >= 2 && pl.m <= SPLITK_MAX_M && mode !== "never" &&
       (mode === "always" || big ||
         (outputs >= SPLITK_MIN_OUTPUTS && outputs * pl.cols >= SPLITK_MIN_WORK));
-    if (pl.m > MATVEC_MAX_M || (pl.m >= 2 && !splitk && big)) {
-      return this.#gemm(pl);
-    }
+    if (pl.m > MATVEC_MAX_M || (pl.m >= 2 && !splitk && big)) return "gemm";
+    return splitk ? "splitk" : "matvec";
+  }
+
+  #matvec(pl: PendingLinear): void {
+    const route = this.#route(pl);
+    if (route === "gemm") return this.#gemm(pl);
+    const splitk = route === "splitk";
     // The products of the last emission on this weight again (every decode step): its dispatches as
     // they are.
     const w = pl.items[0].w;
@@ -613,7 +619,8 @@ export class WebGpuBackend implements Backend {
       !sameLinear(memo.pl, pl)
     ) {
       if (splitk) {
-        memo = w.memo = { pl, dispatches: this.#splitk(pl), scratch: this.#splitScratch };
+        const dispatches = this.#splitk(pl);
+        memo = w.memo = { pl, dispatches, scratch: this.#splitScratch, partials: this.#partials };
       } else {
         const dispatch = pl.m === 1 ? this.#matvec1(pl) : this.#matvecRows(pl);
         memo = w.memo = { pl, dispatches: [dispatch], partials: this.#partials };
@@ -621,15 +628,16 @@ export class WebGpuBackend implements Backend {
     }
     for (const d of memo.dispatches) this.#replay(d);
     if (pl.argmax) {
-      // matvec1's workgroups left their best rows in #partials; the best of them to out[outRow]
-      const total = memo.dispatches[0].x;
+      // matvec1's workgroups (split-k: its reduce's, per row of x) left their best rows in #partials;
+      // the best of them to out[outRow]
+      const groups = splitk ? Math.ceil(pl.items[0].rows / 256) : memo.dispatches[0].x;
       this.#run(
         "argmax_partials",
         {},
         [pl.argmax.out.buffer, memo.partials!],
-        [1, total, pl.argmax.outRow, 0],
+        [pl.m, groups, pl.argmax.outRow, 0],
         "uuuu",
-        [1, 1, 1],
+        [pl.m, 1, 1],
       );
     }
   }
@@ -675,14 +683,46 @@ export class WebGpuBackend implements Backend {
       biases.push(pl.items[j]?.bias?.buffer ?? this.#dummyRead);
     }
     const xn = pl.norm ? pl.norm.out.buffer : this.#dummyRw;
-    const threads = pl.m * (t + hasNorm * pl.cols);
+    let last = pl.resid?.buffer ?? this.#dummyRw;
+    // the reduce's epilogue: 1 the conv of x's new step, 2 the best row per 256 outputs of each row
+    let epi = 0, k = 0, groups = 0;
+    let grid = this.#grid1(pl.m * (t + hasNorm * pl.cols), 256);
+    if (pl.conv) {
+      epi = 1;
+      k = pl.conv.k;
+      outs[2] = pl.conv.state.buffer;
+      outs[3] = pl.conv.out.buffer;
+      biases[2] = pl.conv.bias?.buffer ?? this.#dummyRead;
+      biases[3] = pl.conv.w.buffer;
+      hasBias[2] = pl.conv.bias ? 1 : 0;
+    } else if (pl.argmax) {
+      epi = 2;
+      groups = Math.ceil(t / 256);
+      last = this.#partials = this.#atLeast(this.#partials, 8 * pl.m * groups);
+      grid = this.#grid2(pl.m * groups + Math.ceil((hasNorm * pl.m * pl.cols) / 256));
+    }
     const then = this.#prepare(
       "splitk_reduce",
       {},
-      [scratch, ...outs, ...biases, x, nw, xn, pl.resid?.buffer ?? this.#dummyRw],
-      [...os, ...cols, ...hasBias, pl.m, pl.cols, n, nsl, t, hasNorm, pl.resid ? 1 : 0, pl.norm?.eps ?? 0],
-      "uuuuuuuuuuuuuuuuuuuf",
-      this.#grid1(threads, 256),
+      [scratch, ...outs, ...biases, x, nw, xn, last],
+      [
+        ...os,
+        ...cols,
+        ...hasBias,
+        pl.m,
+        pl.cols,
+        n,
+        nsl,
+        t,
+        hasNorm,
+        pl.resid ? 1 : 0,
+        pl.norm?.eps ?? 0,
+        epi,
+        k,
+        groups,
+      ],
+      "uuuuuuuuuuuuuuuuuuufuuu",
+      grid,
     );
     return [first, then];
   }
@@ -850,6 +890,25 @@ export class WebGpuBackend implements Backend {
 
   conv1dSilu(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | undefined, state: Tensor): void {
     const pl = this.#pendingLinear;
+    if (
+      pl && pl.m >= 2 && pl.items.length <= 2 && !pl.resid && !pl.conv && !pl.argmax &&
+      this.#route(pl) === "splitk"
+    ) {
+      const xs = gt(x), ws = gt(w), o = gt(out), st = gt(state);
+      const at = pl.items.findIndex((it) => it.out === xs);
+      const [b, l, c] = xs.shape;
+      const k = ws.shape[1];
+      if (
+        at >= 0 && b === pl.m && l === 1 && c === pl.items[at].rows && ws.shape[0] === c &&
+        st.size === b * c * (k - 1) && !writes(pl, o) && !writes(pl, st) && o !== xs && o !== st
+      ) {
+        // One new step of 2..32 sequences: the conv runs in the epilogue of split-k's reduce of x.
+        if (at !== 0) pl.items.unshift(...pl.items.splice(at, 1));
+        pl.conv = { out: o, w: ws, bias: bias ? gt(bias) : undefined, state: st, k };
+        this.#emit();
+        return;
+      }
+    }
     if (pl && pl.m === 1 && pl.items.length <= 2 && !pl.resid && !pl.conv && !pl.argmax) {
       const xs = gt(x), ws = gt(w);
       const at = pl.items.findIndex((it) => it.out === xs);
@@ -1057,6 +1116,17 @@ export class WebGpuBackend implements Backend {
       !pl.argmax && a.params.temperature <= 0 && !a.seen
     ) {
       // Greedy at batch 1: each workgroup of the lm_head keeps its best row, a second dispatch the best.
+      pl.argmax = { out: gt(a.out), outRow: a.outRow };
+      this.#emit();
+      return;
+    }
+    if (
+      pl && pl.m >= 2 && pl.items.length === 1 && pl.items[0].out === a.logits && !pl.resid && !pl.conv &&
+      !pl.argmax && a.params.temperature <= 0 && !a.seen && gt(a.logits).shape[0] === pl.m &&
+      this.#route(pl) === "splitk"
+    ) {
+      // Greedy at batch 2..32 on split-k: the reduce's workgroups keep their best rows, a second
+      // dispatch the best of each row.
       pl.argmax = { out: gt(a.out), outRow: a.outRow };
       this.#emit();
       return;

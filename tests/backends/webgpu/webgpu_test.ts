@@ -747,6 +747,138 @@ Deno.test({
   },
 });
 
+/**
+ * The split-k reduce's epilogues beyond the products (wgsl/splitk_reduce.wgsl): the conv1d + SiLU of
+ * one step and the partial argmaxes of greedy sampling, on `gpu` (shared with the split-k test: its
+ * pipelines compile once on llvmpipe).
+ */
+async function splitkEpilogueSteps(t: Deno.TestContext, gpu: WebGpuBackend, dtype: "f32" | "f16") {
+  const weights = (n: number, seed: number) => dtype === "f16" ? halfRound(rand(n, seed)) : rand(n, seed);
+  // m sequences, d (odd), di (odd), k, conv bias, split-k mode ("never": the fallback, matvec then
+  // conv1d_silu); "always" sends these small products to split-k as the mamba-130m shape goes there
+  const convCases: [number, number, number, number, boolean, "always" | "never" | "auto"][] = [
+    [2, 45, 37, 4, true, "always"],
+    [3, 77, 67, 3, false, "always"],
+    [17, 45, 37, 4, true, "always"],
+    [32, 130, 67, 4, true, "always"],
+    [3, 45, 37, 4, true, "never"],
+    [17, 45, 37, 4, false, "auto"],
+  ];
+  for (const [m, d, di, k, bias, mode] of convCases) {
+    await t.step(
+      `rmsNorm() -> linear() z, x -> conv1dSilu() for ${dtype}, m ${m}, d ${d}, di ${di}, k ${k}, split-k ${mode}`,
+      async () => {
+        const wx = weights(di * d, 82), wz = weights(di * d, 83);
+        const got: Float32Array[][] = [];
+        LINEAR_TUNING.splitk = mode;
+        try {
+          for (const be of [new JsBackend(), gpu] as Backend[]) {
+            const x = {
+              hidden: be.upload(rand(m * d, 80, -2, 2), [m, d]),
+              nw: be.upload(rand(d, 81), [d]),
+              xn: be.zeros([m, d]),
+              wx: be.uploadMatrix(wx, [di, d]),
+              wz: be.uploadMatrix(wz, [di, d]),
+              bz: be.upload(rand(di, 84), [di]),
+              x: be.zeros([m, 1, di]),
+              z: be.zeros([m, 1, di]),
+              xc: be.zeros([m, 1, di]),
+              cw: be.upload(rand(di * k, 85), [di, k]),
+              cb: be.upload(rand(di, 86), [di]),
+              state: be.upload(rand(m * di * (k - 1), 87), [m, di, k - 1]),
+            };
+            const step = () => {
+              be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
+              // z first: the fused conv must find x's product wherever it is in the group
+              be.linear(x.z, x.wz, x.xn, x.bz);
+              be.linear(x.x, x.wx, x.xn);
+              be.conv1dSilu(x.xc, x.x, x.cw, bias ? x.cb : undefined, x.state);
+            };
+            if (be === gpu && mode === "always") {
+              // fused: split-k and its reduce, no conv1d_silu dispatch (recorded, then dropped)
+              assert.equal(gpu.recordOnly(step).dispatches, 2);
+            }
+            const r: Float32Array[] = [];
+            // Later steps replay the kept dispatches on new contents.
+            for (let s = 0; s < 3; s++) {
+              if (s) be.write(x.hidden, rand(m * d, 88 + s, -2, 2));
+              if (s === 2) be.write(x.nw, rand(d, 89));
+              step();
+              for (const key of ["xn", "x", "z", "xc", "state"] as const) r.push(await be.read(x[key]));
+            }
+            got.push(r);
+          }
+        } finally {
+          LINEAR_TUNING.splitk = "auto";
+        }
+        const [a, g] = got;
+        for (let j = 0; j < a.length; j++) {
+          const scale = a[j].reduce((s, v) => Math.max(s, Math.abs(v)), 1);
+          close(a[j], g[j], 2e-6 * scale * Math.sqrt(d), `output ${j % 5} of step ${j / 5 | 0}`);
+        }
+      },
+    );
+  }
+  for (const m of [2, 3, 17, 32]) {
+    await t.step(
+      `rmsNorm() -> linear() -> sample() greedy (fused into split-k) matches js for ${dtype}, m ${m}, ties to the lowest id`,
+      async () => {
+        const [d, v] = [37, 4099]; // 4099 rows: split-k, 17 partial argmaxes per row
+        const w = weights(v * d, 90);
+        // rows 3, 5, 700 and 4098 equal (a tie inside a workgroup and across), row 500 zero
+        for (const r of [5, 700, 4098]) w.set(w.subarray(3 * d, 4 * d), r * d);
+        w.fill(0, 500 * d, 501 * d);
+        const bias = rand(v, 93, -0.5, 0.5);
+        bias[10] = NaN; // never wins
+        bias[11] = -Infinity;
+        const tied = bias.slice();
+        for (const r of [3, 5, 700, 4098]) tied[r] = 50; // the tied rows lead every sequence
+        const got: number[][] = [];
+        for (const be of [new JsBackend(), gpu] as Backend[]) {
+          const hidden = be.upload(rand(m * d, 91, -2, 2), [m, d]);
+          const nw = be.upload(rand(d, 92), [d]);
+          const head = be.uploadMatrix(w, [v, d]), b = be.upload(bias, [v]);
+          const xn = be.zeros([m, d]), logits = be.zeros([m, v]), ids = be.zeros([4, m], "i32");
+          for (let s = 0; s < 4; s++) {
+            if (s === 1) be.write(hidden, rand(m * d, 95, -2, 2));
+            if (s === 2) be.write(b, tied);
+            if (s === 3) {
+              // sequence 1 all NaN: id 0, as js
+              be.write(b, bias);
+              be.write(hidden, new Float32Array(d).fill(NaN), d);
+            }
+            be.rmsNorm(xn, hidden, nw, 1e-5);
+            be.linear(logits, head, xn, b);
+            be.sample({ out: ids, outRow: s, logits, params: GREEDY, step: s });
+          }
+          got.push([...await be.readIds(ids)]);
+        }
+        assert.deepEqual(got[1], got[0]);
+        assert.ok(got[0].slice(2 * m, 3 * m).every((id) => id === 3), "the tie goes to row 3");
+        assert.equal(got[0][3 * m + 1], 0, "an all-NaN row gives id 0");
+      },
+    );
+  }
+  await t.step(
+    `sample() greedy after split-k keeps the argmax kernel with a seen mask, ${dtype}`,
+    async () => {
+      const [m, d, v] = [3, 37, 4099];
+      const w = weights(v * d, 96);
+      const seen = new Float32Array(m * v).map((_, i) => (i % 5 === 0 ? 1 : 0));
+      const params = { ...GREEDY, repetitionPenalty: 1.4 };
+      const got: number[][] = [];
+      for (const be of [new JsBackend(), gpu] as Backend[]) {
+        const x = be.upload(rand(m * d, 97, -2, 2), [m, d]);
+        const logits = be.zeros([m, v]), ids = be.zeros([1, m], "i32");
+        be.linear(logits, be.uploadMatrix(w, [v, d]), x);
+        be.sample({ out: ids, outRow: 0, logits, params, step: 0, seen: be.upload(seen, [m, v]) });
+        got.push([...await be.readIds(ids)]);
+      }
+      assert.deepEqual(got[1], got[0]);
+    },
+  );
+}
+
 Deno.test({
   name: "webgpu linear() on 2..32 rows of x (split-k) matches js with its fusions, f32 and f16",
   ignore,
@@ -859,6 +991,7 @@ Deno.test({
             },
           );
         }
+        await splitkEpilogueSteps(t, gpu, dtype);
       } finally {
         await gpu.dispose();
       }
