@@ -143,9 +143,12 @@ interface PendingLinear {
   items: { out: GpuTensor; w: GpuTensor; bias?: GpuTensor; rows: number }[];
   /** add the (single) product into this tensor too */
   resid?: GpuTensor;
-  /** one row of x: the conv1d + SiLU step on items[0]'s output (see wgsl/matvec1.wgsl, mode 3) */
+  /**
+   * one row of x, or 2..32 on split-k: the conv1d + SiLU step on items[0]'s output (see
+   * wgsl/matvec1.wgsl, mode 3, and wgsl/splitk_reduce.wgsl, epi 1)
+   */
   conv?: { out: GpuTensor; w: GpuTensor; bias?: GpuTensor; state: GpuTensor; k: number };
-  /** one row of x: greedy sampling of the (single) product into out[outRow] */
+  /** one row of x, or 2..32 on split-k: greedy sampling of the (single) product into out[outRow] */
   argmax?: { out: GpuTensor; outRow: number };
 }
 
@@ -347,7 +350,7 @@ export class WebGpuBackend implements Backend {
   #dummyRw: GPUBuffer;
   #scratch?: GPUBuffer;
   #scanScratch?: GPUBuffer;
-  /** matvec1's argmax pairs */
+  /** the argmax pairs of matvec1's workgroups, or of the split-k reduce's (per row of x) */
   #partials?: GPUBuffer;
   /** the partial sums of the split-k products (#splitk) and of the tiled kernel split over k (#gemm) */
   #splitScratch?: GPUBuffer;
