@@ -5,7 +5,12 @@
 // With DTPROJ = 1, dt_proj is fused in:
 //   dt[i_b, i_di] = sum_r dt_w[i_di, r] * dt_low[i_b, r] + dt_bias[i_di]   (also written out)
 // with dt_w a stored matrix (rows of dt_stride elements, f32 bits, or f16 pairs when F16 = 1).
-// Same bindings as selective_scan.
+// With XG > 0 (b = 1, DTPROJ = 1), x_proj is fused in too: dt_low, B and C are the sums over XG groups
+// of the partial products that matvec1 left in `part` (its mode 3 with xrows: value i_x of
+// (dt_low, B, C), i_x < XR = R + 2 N, sums part[i_x * XG + g] over g), each workgroup adding them up
+// for itself (XS slices of the groups per value, in workgroup memory); workgroup 0 also writes them
+// to dt_low, B and C.
+// The bindings of selective_scan, B, C and dt_low read_write, and part.
 //
 // | binding | name    | access     | type   | shape                            |
 // |---------|---------|------------|--------|----------------------------------|
@@ -14,14 +19,15 @@
 // | 2       | x       | read       | f32    | (b, di)                          |
 // | 3       | dt      | read_write | f32    | (b, di)                          |
 // | 4       | A       | read       | f32    | (di, n)                          |
-// | 5       | B       | read       | f32    | (b, n)                           |
-// | 6       | C       | read       | f32    | (b, n)                           |
+// | 5       | B       | read_write | f32    | (b, n), written when XG > 0      |
+// | 6       | C       | read_write | f32    | (b, n), written when XG > 0      |
 // | 7       | D       | read       | f32    | (di)                             |
 // | 8       | z       | read       | f32    | (b, di)                          |
 // | 9       | h       | read_write | f32    | (b, di, n)                       |
-// | 10      | dt_low  | read       | f32    | (b, R), when DTPROJ = 1          |
+// | 10      | dt_low  | read_write | f32    | (b, R), when DTPROJ = 1; written when XG > 0 |
 // | 11      | dt_w    | read       | u32    | (di, dt_stride), when DTPROJ = 1 |
 // | 12      | dt_bias | read       | f32    | (di), when DTPROJ = 1            |
+// | 13      | part    | read       | f32    | (R + 2 N, XG), when XG > 0       |
 //
 // K = N / Q threads per channel (i_b, i_di), each with Q (4 or 1) adjacent states and the products
 // r = lane + K * j (j < RJ = ceil(R / K)) of dt_proj. All global reads are issued first, together
@@ -45,22 +51,27 @@ override DTPROJ: u32 = 0;
 override R: u32 = 1;
 override RJ: u32 = 1;
 override F16: u32 = 0;
+override XG: u32 = 0;
+override XS: u32 = 1;
+override XP: u32 = 1; // XS * XR when XG > 0
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dt: array<f32>;
 @group(0) @binding(4) var<storage, read> A: array<f32>;
-@group(0) @binding(5) var<storage, read> B: array<f32>;
-@group(0) @binding(6) var<storage, read> C: array<f32>;
+@group(0) @binding(5) var<storage, read_write> B: array<f32>;
+@group(0) @binding(6) var<storage, read_write> C: array<f32>;
 @group(0) @binding(7) var<storage, read> D: array<f32>;
 @group(0) @binding(8) var<storage, read> z: array<f32>;
 @group(0) @binding(9) var<storage, read_write> h: array<f32>;
-@group(0) @binding(10) var<storage, read> dt_low: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dt_low: array<f32>;
 @group(0) @binding(11) var<storage, read> dt_w: array<u32>;
 @group(0) @binding(12) var<storage, read> dt_bias: array<f32>;
+@group(0) @binding(13) var<storage, read> part: array<f32>;
 
-var<workgroup> part: array<f32, 2 * WG>; // per thread: its share of dt, then of y
+var<workgroup> shares: array<f32, 2 * WG>; // per thread: its share of dt, then of y
+var<workgroup> xp: array<f32, XP>; // XG > 0: slice s's sum of value i_x at s * XR + i_x
 
 // this thread's channel: its batch row and dt_proj row, and its lane
 var<private> i_b: u32;
@@ -80,19 +91,81 @@ fn dt_term(j: u32) -> f32 {
   if (j >= RJ || i_r >= R) {
     return 0.0;
   }
-  return dt_w_at(i_di * p.dt_stride + i_r) * dt_low[i_b * R + i_r];
+  return dt_w_at(i_di * p.dt_stride + i_r) * low_at(i_r);
 }
 
-/** The sum of part over the K threads of a channel, from `first`. */
+/** dt_low[i_b, i_r]: read, or (XG > 0) summed from the partial products. */
+fn low_at(i_r: u32) -> f32 {
+  if (XG > 0u) {
+    return xp_at(i_r);
+  }
+  return dt_low[i_b * R + i_r];
+}
+
+/** Value i_x of (dt_low, B, C) from its slices' sums in xp (XG > 0). */
+fn xp_at(i_x: u32) -> f32 {
+  var v = xp[i_x];
+  for (var s = 1u; s < XS; s++) {
+    v += xp[s * (R + 2u * N) + i_x];
+  }
+  return v;
+}
+
+/**
+ * XG > 0: xp[s * XR + i_x] = the sum of part[i_x * XG + g] over slice s of the groups, the XS * XR
+ * (value, slice) pairs spread over the threads.
+ */
+fn xproj_sums(t: u32) {
+  let xr = R + 2u * N;
+  let per = (XG + XS - 1u) / XS;
+  for (var task = t; task < XS * xr; task += WG) {
+    let i_x = task % xr;
+    let g0 = (task / xr) * per;
+    let g1 = min(XG, g0 + per);
+    let row = i_x * XG;
+    var a = vec4<f32>(0.0);
+    var b = vec4<f32>(0.0);
+    var g = g0;
+    for (; g + 8u <= g1; g += 8u) {
+      a += vec4<f32>(part[row + g], part[row + g + 1u], part[row + g + 2u], part[row + g + 3u]);
+      b += vec4<f32>(part[row + g + 4u], part[row + g + 5u], part[row + g + 6u], part[row + g + 7u]);
+    }
+    var rest = 0.0;
+    for (; g < g1; g++) {
+      rest += part[row + g];
+    }
+    a += b;
+    xp[task] = ((a.x + a.y) + (a.z + a.w)) + rest;
+  }
+  workgroupBarrier();
+}
+
+/** The sum of shares over the K threads of a channel, from `first`. */
 fn lanes_sum(first: u32) -> f32 {
   if (K == 4u) {
-    return (part[first] + part[first + 1u]) + (part[first + 2u] + part[first + 3u]);
+    return (shares[first] + shares[first + 1u]) + (shares[first + 2u] + shares[first + 3u]);
   }
   var acc = 0.0;
   for (var q = 0u; q < K; q++) {
-    acc += part[first + q];
+    acc += shares[first + q];
   }
   return acc;
+}
+
+/** B[e] (e = i_b * N + i_n): read, or (XG > 0, b = 1) summed from the partial products. */
+fn b_at(e: u32) -> f32 {
+  if (XG > 0u) {
+    return xp_at(R + e);
+  }
+  return B[e];
+}
+
+/** C[e], as b_at. */
+fn c_at(e: u32) -> f32 {
+  if (XG > 0u) {
+    return xp_at(R + N + e);
+  }
+  return C[e];
 }
 
 fn softplus(v: f32) -> f32 {
@@ -128,17 +201,33 @@ fn scan_step(
   let e = idx * N + n0;
   let an = i_di * N + n0;
   let bn = i_b * N + n0;
+  if (XG > 0u) {
+    xproj_sums(t);
+    if (wid.x == 0u && wid.y == 0u) {
+      // the x_proj products to their tensors (b = 1), once
+      for (var i_x = t; i_x < R + 2u * N; i_x += WG) {
+        let v = xp_at(i_x);
+        if (i_x < R) {
+          dt_low[i_x] = v;
+        } else if (i_x < R + N) {
+          B[i_x - R] = v;
+        } else {
+          C[i_x - R - N] = v;
+        }
+      }
+    }
+  }
 
   // every global read
   var h4 = vec4<f32>(h[e], 0.0, 0.0, 0.0);
   var a4 = vec4<f32>(A[an], 0.0, 0.0, 0.0);
-  var b4 = vec4<f32>(B[bn], 0.0, 0.0, 0.0);
-  var c4 = vec4<f32>(C[bn], 0.0, 0.0, 0.0);
+  var b4 = vec4<f32>(b_at(bn), 0.0, 0.0, 0.0);
+  var c4 = vec4<f32>(c_at(bn), 0.0, 0.0, 0.0);
   if (Q == 4u) {
     h4 = vec4<f32>(h4.x, h[e + 1u], h[e + 2u], h[e + 3u]);
     a4 = vec4<f32>(a4.x, A[an + 1u], A[an + 2u], A[an + 3u]);
-    b4 = vec4<f32>(b4.x, B[bn + 1u], B[bn + 2u], B[bn + 3u]);
-    c4 = vec4<f32>(c4.x, C[bn + 1u], C[bn + 2u], C[bn + 3u]);
+    b4 = vec4<f32>(b4.x, b_at(bn + 1u), b_at(bn + 2u), b_at(bn + 3u));
+    c4 = vec4<f32>(c4.x, c_at(bn + 1u), c_at(bn + 2u), c_at(bn + 3u));
   }
   let u = x[idx];
   let zv = z[idx];
@@ -154,7 +243,7 @@ fn scan_step(
       s4 += dt_term(j);
     }
     let bias = dt_bias[i_di];
-    part[t] = ((s0 + s1) + (s2 + s3)) + s4;
+    shares[t] = ((s0 + s1) + (s2 + s3)) + s4;
     workgroupBarrier();
     dt_raw = lanes_sum(first) + bias;
   } else {
@@ -177,7 +266,7 @@ fn scan_step(
   }
   var acc = prod;
   if (K > 1u) {
-    part[WG + t] = prod;
+    shares[WG + t] = prod;
     workgroupBarrier();
     acc = lanes_sum(WG + first);
   }
