@@ -14,7 +14,7 @@
 //      and with xrows > 0 (m = 1), x_proj's products on xc split by workgroup: each workgroup g of
 //      matrix 0 (channels [c0, c1) = g's output rows) leaves, for the xrows rows of w_3 (x_proj's
 //      matrices one under another, rows of xstride4 vec4<u32>, stored as the weights),
-//        extra[j * G + g] = sum_{c in [c0, c1)} w_3[j, c] * xc[c]      (G = start[1] workgroups)
+//        extra[g * xrows + j] = sum_{c in [c0, c1)} w_3[j, c] * xc[c]      (g < start[1])
 //      for scan_step to add up (its XG). Needs WG / TPR a multiple of 8.
 // Weights: F16 = false: f32 bits, rows of `stride` values (4 per vec4<u32>); F16 = true: f16 pairs,
 // 8 per vec4<u32>; padding is zero. x is staged in workgroup memory (normalized there); TPR threads
@@ -29,7 +29,7 @@
 // | 10..13  | bias_j  | read       | f32         | (o_j) when has_bias[j]; mode 3: bias_2 = conv_b when has_bias[2] |
 // | 14      | norm_w  | read       | f32         | (i), when has_norm                           |
 // | 15      | xn      | read_write | f32         | (m, i), written when has_norm                |
-// | 16      | extra   | read_write | f32         | mode 1: (m, o_0); mode 2: (m, 2 * groups); mode 3 with xrows: (xrows, start[1]) |
+// | 16      | extra   | read_write | f32         | mode 1: (m, o_0); mode 2: (m, 2 * groups); mode 3 with xrows: (start[1], xrows) |
 //
 // Dispatch: (groups, m) workgroups; matrix j owns the groups in [start[j], start[j + 1]), each WG / TPR
 // output rows. Needs ceil(i / 4) <= XMAX.
@@ -164,6 +164,11 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
   let t = lid.x;
   let i4 = (p.i + 3u) / 4u;
   let xbase = i_m * p.i;
+  // x_proj's weights for this thread's row of partial products, read now, used at the end
+  var xw = array<vec4<u32>, 4>();
+  if (p.mode == 3u && p.xrows > 0u && g < p.start[1]) {
+    xw = array<vec4<u32>, 4>(xw_at(g, t, 0u), xw_at(g, t, 1u), xw_at(g, t, 2u), xw_at(g, t, 3u));
+  }
   // Stage x (zero past i, up to the padded row), summing squares on the way.
   let n4 = select(p.stride4, 2u * p.stride4, F16);
   var ss = 0.0;
@@ -282,7 +287,7 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     }
   }
   if (p.mode == 3u && p.xrows > 0u) {
-    xproj_partials(g, j, t, xcv);
+    xproj_partials(g, j, t, xcv, xw);
   }
   if (p.mode == 2u) {
     best_v[t] = v;
@@ -304,9 +309,25 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
   }
 }
 
+// Channels per vec4<u32> of weights.
+fn vals_of() -> u32 {
+  return select(4u, 8u, F16);
+}
+
+// x_proj's weights (w_3) of row i_x, vec4 q of workgroup g's channels; zero past them.
+fn xw_at(g: u32, i_x: u32, q: u32) -> vec4<u32> {
+  let vals = vals_of();
+  let per = WG / TPR;
+  let e = g * per / vals + q;
+  if (i_x >= p.xrows || q >= per / vals || e >= p.xstride4) {
+    return vec4<u32>(0u);
+  }
+  return w3[i_x * p.xstride4 + e];
+}
+
 // Mode 3 with xrows: x_proj's products over this workgroup's channels of xc (see the header). `xcv`:
-// the xc this thread made (lane 0 of a live row of matrix 0), else 0.
-fn xproj_partials(g: u32, j: u32, t: u32, xcv: f32) {
+// the xc this thread made (lane 0 of a live row of matrix 0), else 0; `xw`: row t's weights (xw_at).
+fn xproj_partials(g: u32, j: u32, t: u32, xcv: f32, xw: array<vec4<u32>, 4>) {
   let per = WG / TPR;
   if (t % TPR == 0u) {
     xcs[t / TPR] = xcv;
@@ -315,30 +336,34 @@ fn xproj_partials(g: u32, j: u32, t: u32, xcv: f32) {
   if (j != 0u) {
     return;
   }
-  let vals = select(4u, 8u, F16); // channels per vec4<u32> of weights
-  let e0 = g * per / vals;
-  let ne = per / vals;
-  let groups = p.start[1];
+  let ne = per / vals_of();
   for (var i_x = t; i_x < p.xrows; i_x += WG) {
-    var acc = 0.0;
-    for (var q = 0u; q < ne; q++) {
-      let e = e0 + q;
-      if (e < p.xstride4) {
-        let wv = w3[i_x * p.xstride4 + e];
-        let c = q * vals;
-        let a = vec4<f32>(xcs[c], xcs[c + 1u], xcs[c + 2u], xcs[c + 3u]);
-        if (F16) {
-          let b = vec4<f32>(xcs[c + 4u], xcs[c + 5u], xcs[c + 6u], xcs[c + 7u]);
-          let w01 = unpack2x16float(wv.x);
-          let w23 = unpack2x16float(wv.y);
-          let w45 = unpack2x16float(wv.z);
-          let w67 = unpack2x16float(wv.w);
-          acc += dot(vec4<f32>(w01, w23), a) + dot(vec4<f32>(w45, w67), b);
-        } else {
-          acc += dot(bitcast<vec4<f32>>(wv), a);
-        }
-      }
+    var w = xw;
+    if (i_x != t) {
+      w = array<vec4<u32>, 4>(xw_at(g, i_x, 0u), xw_at(g, i_x, 1u), xw_at(g, i_x, 2u), xw_at(g, i_x, 3u));
     }
-    extra[i_x * groups + g] = acc;
+    var acc = (xdot(w[0], 0u) + xdot(w[1], 1u)) + (xdot(w[2], 2u) + xdot(w[3], 3u));
+    for (var q = 4u; q < ne; q++) {
+      acc += xdot(xw_at(g, i_x, q), q);
+    }
+    extra[g * p.xrows + i_x] = acc;
   }
+}
+
+// The dot product of x_proj's weights `wv` (vec4 q of this workgroup's channels) with their xc.
+fn xdot(wv: vec4<u32>, q: u32) -> f32 {
+  let c = q * vals_of();
+  if (c >= WG / TPR) {
+    return 0.0;
+  }
+  let a = vec4<f32>(xcs[c], xcs[c + 1u], xcs[c + 2u], xcs[c + 3u]);
+  if (F16) {
+    let b = vec4<f32>(xcs[c + 4u], xcs[c + 5u], xcs[c + 6u], xcs[c + 7u]);
+    let w01 = unpack2x16float(wv.x);
+    let w23 = unpack2x16float(wv.y);
+    let w45 = unpack2x16float(wv.z);
+    let w67 = unpack2x16float(wv.w);
+    return dot(vec4<f32>(w01, w23), a) + dot(vec4<f32>(w45, w67), b);
+  }
+  return dot(bitcast<vec4<f32>>(wv), a);
 }

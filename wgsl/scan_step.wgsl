@@ -7,9 +7,9 @@
 // with dt_w a stored matrix (rows of dt_stride elements, f32 bits, or f16 pairs when F16 = 1).
 // With XG > 0 (b = 1, DTPROJ = 1), x_proj is fused in too: dt_low, B and C are the sums over XG groups
 // of the partial products that matvec1 left in `part` (its mode 3 with xrows: value i_x of
-// (dt_low, B, C), i_x < XR = R + 2 N, sums part[i_x * XG + g] over g), each workgroup adding them up
+// (dt_low, B, C), i_x < XR = R + 2 N, sums part[g * XR + i_x] over g), each workgroup adding them up
 // for itself (XS slices of the groups per value, in workgroup memory); workgroup 0 also writes them
-// to dt_low, B and C.
+// to dt_low, B and C. The other global reads are issued before those sums are waited for.
 // The bindings of selective_scan, B, C and dt_low read_write, and part.
 //
 // | binding | name    | access     | type   | shape                            |
@@ -27,7 +27,7 @@
 // | 10      | dt_low  | read_write | f32    | (b, R), when DTPROJ = 1; written when XG > 0 |
 // | 11      | dt_w    | read       | u32    | (di, dt_stride), when DTPROJ = 1 |
 // | 12      | dt_bias | read       | f32    | (di), when DTPROJ = 1            |
-// | 13      | part    | read       | f32    | (R + 2 N, XG), when XG > 0       |
+// | 13      | part    | read       | f32    | (XG, R + 2 N), when XG > 0       |
 //
 // K = N / Q threads per channel (i_b, i_di), each with Q (4 or 1) adjacent states and the products
 // r = lane + K * j (j < RJ = ceil(R / K)) of dt_proj. All global reads are issued first, together
@@ -85,13 +85,32 @@ fn dt_w_at(e: u32) -> f32 {
   return bitcast<f32>(dt_w[e]);
 }
 
-/** Product j of this thread's share of dt_proj (0 past r). */
-fn dt_term(j: u32) -> f32 {
+/** dt_w of this thread's product j of dt_proj (0 past r). */
+fn dt_w_of(j: u32) -> f32 {
   let i_r = lane + j * K;
   if (j >= RJ || i_r >= R) {
     return 0.0;
   }
-  return dt_w_at(i_di * p.dt_stride + i_r) * low_at(i_r);
+  return dt_w_at(i_di * p.dt_stride + i_r);
+}
+
+/** dt_low of this thread's product j of dt_proj (0 past r). */
+fn dt_low_of(j: u32) -> f32 {
+  let i_r = lane + j * K;
+  if (j >= RJ || i_r >= R) {
+    return 0.0;
+  }
+  return low_at(i_r);
+}
+
+/** dt_w[i_di, r] of products 4 q .. 4 q + 3 of this thread. */
+fn dt_w4(q: u32) -> vec4<f32> {
+  return vec4<f32>(dt_w_of(4u * q), dt_w_of(4u * q + 1u), dt_w_of(4u * q + 2u), dt_w_of(4u * q + 3u));
+}
+
+/** dt_low[i_b, r] of products 4 q .. 4 q + 3 of this thread. */
+fn dt_low4(q: u32) -> vec4<f32> {
+  return vec4<f32>(dt_low_of(4u * q), dt_low_of(4u * q + 1u), dt_low_of(4u * q + 2u), dt_low_of(4u * q + 3u));
 }
 
 /** dt_low[i_b, i_r]: read, or (XG > 0) summed from the partial products. */
@@ -111,31 +130,34 @@ fn xp_at(i_x: u32) -> f32 {
   return v;
 }
 
+/** part[g, i_x], 0 past the groups (always read: every load is issued before any is waited for). */
+fn part_at(g: u32, i_x: u32) -> f32 {
+  return select(0.0, part[min(g, XG - 1u) * (R + 2u * N) + i_x], g < XG);
+}
+
+/** part[s + XS * (4 q + c), i_x] for c < 4: four of slice s's groups. */
+fn part4(s: u32, q: u32, i_x: u32) -> vec4<f32> {
+  let g = s + XS * 4u * q;
+  return vec4<f32>(part_at(g, i_x), part_at(g + XS, i_x), part_at(g + 2u * XS, i_x), part_at(g + 3u * XS, i_x));
+}
+
 /**
- * XG > 0: xp[s * XR + i_x] = the sum of part[i_x * XG + g] over slice s of the groups, the XS * XR
- * (value, slice) pairs spread over the threads.
+ * XG > 0: xp[s * XR + i_x] = the sum of part[g, i_x] over slice s of the groups (g = s mod XS), the
+ * XS * XR (value, slice) pairs spread over the threads; their first 32 groups' reads written out.
  */
 fn xproj_sums(t: u32) {
   let xr = R + 2u * N;
-  let per = (XG + XS - 1u) / XS;
   for (var task = t; task < XS * xr; task += WG) {
     let i_x = task % xr;
-    let g0 = (task / xr) * per;
-    let g1 = min(XG, g0 + per);
-    let row = i_x * XG;
-    var a = vec4<f32>(0.0);
-    var b = vec4<f32>(0.0);
-    var g = g0;
-    for (; g + 8u <= g1; g += 8u) {
-      a += vec4<f32>(part[row + g], part[row + g + 1u], part[row + g + 2u], part[row + g + 3u]);
-      b += vec4<f32>(part[row + g + 4u], part[row + g + 5u], part[row + g + 6u], part[row + g + 7u]);
-    }
+    let s = task / xr;
+    let a = (part4(s, 0u, i_x) + part4(s, 1u, i_x)) + (part4(s, 2u, i_x) + part4(s, 3u, i_x));
+    let b = (part4(s, 4u, i_x) + part4(s, 5u, i_x)) + (part4(s, 6u, i_x) + part4(s, 7u, i_x));
     var rest = 0.0;
-    for (; g < g1; g++) {
-      rest += part[row + g];
+    for (var g = s + 32u * XS; g < XG; g += XS) {
+      rest += part_at(g, i_x);
     }
-    a += b;
-    xp[task] = ((a.x + a.y) + (a.z + a.w)) + rest;
+    let v = a + b;
+    xp[task] = ((v.x + v.y) + (v.z + v.w)) + rest;
   }
   workgroupBarrier();
 }
@@ -201,6 +223,28 @@ fn scan_step(
   let e = idx * N + n0;
   let an = i_di * N + n0;
   let bn = i_b * N + n0;
+  // every global read (with XG > 0: the partial products' after the others)
+  var h4 = vec4<f32>(h[e], 0.0, 0.0, 0.0);
+  var a4 = vec4<f32>(A[an], 0.0, 0.0, 0.0);
+  if (Q == 4u) {
+    h4 = vec4<f32>(h4.x, h[e + 1u], h[e + 2u], h[e + 3u]);
+    a4 = vec4<f32>(a4.x, A[an + 1u], A[an + 2u], A[an + 3u]);
+  }
+  let u = x[idx];
+  let zv = z[idx];
+  let d_skip = D[i_di];
+  var dw0 = vec4<f32>(0.0);
+  var dw1 = vec4<f32>(0.0);
+  var dw2 = vec4<f32>(0.0);
+  var dw3 = vec4<f32>(0.0);
+  var bias = 0.0;
+  if (DTPROJ == 1u) {
+    dw0 = dt_w4(0u);
+    dw1 = dt_w4(1u);
+    dw2 = dt_w4(2u);
+    dw3 = dt_w4(3u);
+    bias = dt_bias[i_di];
+  }
   if (XG > 0u) {
     xproj_sums(t);
     if (wid.x == 0u && wid.y == 0u) {
@@ -217,33 +261,21 @@ fn scan_step(
       }
     }
   }
-
-  // every global read
-  var h4 = vec4<f32>(h[e], 0.0, 0.0, 0.0);
-  var a4 = vec4<f32>(A[an], 0.0, 0.0, 0.0);
   var b4 = vec4<f32>(b_at(bn), 0.0, 0.0, 0.0);
   var c4 = vec4<f32>(c_at(bn), 0.0, 0.0, 0.0);
   if (Q == 4u) {
-    h4 = vec4<f32>(h4.x, h[e + 1u], h[e + 2u], h[e + 3u]);
-    a4 = vec4<f32>(a4.x, A[an + 1u], A[an + 2u], A[an + 3u]);
     b4 = vec4<f32>(b4.x, b_at(bn + 1u), b_at(bn + 2u), b_at(bn + 3u));
     c4 = vec4<f32>(c4.x, c_at(bn + 1u), c_at(bn + 2u), c_at(bn + 3u));
   }
-  let u = x[idx];
-  let zv = z[idx];
-  let d_skip = D[i_di];
   var dt_raw = 0.0;
   if (DTPROJ == 1u) {
-    let s0 = (dt_term(0u) + dt_term(1u)) + (dt_term(2u) + dt_term(3u));
-    let s1 = (dt_term(4u) + dt_term(5u)) + (dt_term(6u) + dt_term(7u));
-    let s2 = (dt_term(8u) + dt_term(9u)) + (dt_term(10u) + dt_term(11u));
-    let s3 = (dt_term(12u) + dt_term(13u)) + (dt_term(14u) + dt_term(15u));
+    let s01 = dot(dw0, dt_low4(0u)) + dot(dw1, dt_low4(1u));
+    let s23 = dot(dw2, dt_low4(2u)) + dot(dw3, dt_low4(3u));
     var s4 = 0.0;
     for (var j = 16u; j < RJ; j++) {
-      s4 += dt_term(j);
+      s4 += dt_w_of(j) * dt_low_of(j);
     }
-    let bias = dt_bias[i_di];
-    shares[t] = ((s0 + s1) + (s2 + s3)) + s4;
+    shares[t] = (s01 + s23) + s4;
     workgroupBarrier();
     dt_raw = lanes_sum(first) + bias;
   } else {
