@@ -14,7 +14,8 @@
 //      and with xrows > 0 (m = 1), x_proj's products on xc split by workgroup: each workgroup g of
 //      matrix 0 (channels [c0, c1) = g's output rows) leaves, for the xrows rows of w_3 (x_proj's
 //      matrices one under another, rows of xstride4 vec4<u32>, stored as the weights),
-//        extra[g * xrows + j] = sum_{c in [c0, c1)} w_3[j, c] * xc[c]      (g < start[1])
+//        extra[g * xrows4 + j] = sum_{c in [c0, c1)} w_3[j, c] * xc[c]    (g < start[1], xrows4 =
+//      xrows rounded up to a multiple of 4)
 //      for scan_step to add up (its XG). Needs WG / TPR a multiple of 8.
 // Weights: F16 = false: f32 bits, rows of `stride` values (4 per vec4<u32>); F16 = true: f16 pairs,
 // 8 per vec4<u32>; padding is zero. x is staged in workgroup memory (normalized there); TPR threads
@@ -29,7 +30,7 @@
 // | 10..13  | bias_j  | read       | f32         | (o_j) when has_bias[j]; mode 3: bias_2 = conv_b when has_bias[2] |
 // | 14      | norm_w  | read       | f32         | (i), when has_norm                           |
 // | 15      | xn      | read_write | f32         | (m, i), written when has_norm                |
-// | 16      | extra   | read_write | f32         | mode 1: (m, o_0); mode 2: (m, 2 * groups); mode 3 with xrows: (start[1], xrows) |
+// | 16      | extra   | read_write | f32         | mode 1: (m, o_0); mode 2: (m, 2 * groups); mode 3 with xrows: (start[1], xrows4) |
 //
 // Dispatch: (groups, m) workgroups; matrix j owns the groups in [start[j], start[j + 1]), each WG / TPR
 // output rows. Needs ceil(i / 4) <= XMAX.
@@ -346,7 +347,7 @@ fn xproj_partials(g: u32, j: u32, t: u32, xcv: f32, xw: array<vec4<u32>, 4>) {
     for (var q = 4u; q < ne; q++) {
       acc += xdot(xw_at(g, i_x, q), q);
     }
-    extra[g * p.xrows + i_x] = acc;
+    extra[g * ((p.xrows + 3u) / 4u * 4u) + i_x] = acc;
   }
 }
 

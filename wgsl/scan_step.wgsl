@@ -7,9 +7,9 @@
 // with dt_w a stored matrix (rows of dt_stride elements, f32 bits, or f16 pairs when F16 = 1).
 // With XG > 0 (b = 1, DTPROJ = 1), x_proj is fused in too: dt_low, B and C are the sums over XG groups
 // of the partial products that matvec1 left in `part` (its mode 3 with xrows: value i_x of
-// (dt_low, B, C), i_x < XR = R + 2 N, sums part[g * XR + i_x] over g), each workgroup adding them up
-// for itself (XS slices of the groups per value, in workgroup memory); workgroup 0 also writes them
-// to dt_low, B and C. The other global reads are issued before those sums are waited for.
+// (dt_low, B, C), i_x < XR = R + 2 N, sums part[g * XQ * 4 + i_x] over g, XQ = ceil(XR / 4)), each
+// workgroup adding them up for itself (vec4 loads: XS slices of the groups per 4 values, then the
+// slices, in workgroup memory); workgroup 0 also writes them to dt_low, B and C. The other global reads are issued before those sums are waited for.
 // The bindings of selective_scan, B, C and dt_low read_write, and part.
 //
 // | binding | name    | access     | type   | shape                            |
@@ -27,7 +27,7 @@
 // | 10      | dt_low  | read_write | f32    | (b, R), when DTPROJ = 1; written when XG > 0 |
 // | 11      | dt_w    | read       | u32    | (di, dt_stride), when DTPROJ = 1 |
 // | 12      | dt_bias | read       | f32    | (di), when DTPROJ = 1            |
-// | 13      | part    | read       | f32    | (XG, R + 2 N), when XG > 0       |
+// | 13      | part    | read       | vec4   | (XG, XQ), when XG > 0            |
 //
 // K = N / Q threads per channel (i_b, i_di), each with Q (4 or 1) adjacent states and the products
 // r = lane + K * j (j < RJ = ceil(R / K)) of dt_proj. All global reads are issued first, together
@@ -53,7 +53,7 @@ override RJ: u32 = 1;
 override F16: u32 = 0;
 override XG: u32 = 0;
 override XS: u32 = 1;
-override XP: u32 = 1; // XS * XR when XG > 0
+override XP: u32 = 1; // (XS + 1) * XQ when XG > 0
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
@@ -68,10 +68,11 @@ override XP: u32 = 1; // XS * XR when XG > 0
 @group(0) @binding(10) var<storage, read_write> dt_low: array<f32>;
 @group(0) @binding(11) var<storage, read> dt_w: array<u32>;
 @group(0) @binding(12) var<storage, read> dt_bias: array<f32>;
-@group(0) @binding(13) var<storage, read> part: array<f32>;
+@group(0) @binding(13) var<storage, read> part: array<vec4<f32>>;
 
 var<workgroup> shares: array<f32, 2 * WG>; // per thread: its share of dt, then of y
-var<workgroup> xp: array<f32, XP>; // XG > 0: slice s's sum of value i_x at s * XR + i_x
+// XG > 0: slice s's sums of values 4 q .. 4 q + 3 at s * XQ + q, their totals at XS * XQ + q
+var<workgroup> xp: array<vec4<f32>, XP>;
 
 // this thread's channel: its batch row and dt_proj row, and its lane
 var<private> i_b: u32;
@@ -121,43 +122,45 @@ fn low_at(i_r: u32) -> f32 {
   return dt_low[i_b * R + i_r];
 }
 
-/** Value i_x of (dt_low, B, C) from its slices' sums in xp (XG > 0). */
+/** Values 4 q .. 4 q + 3 of (dt_low, B, C) come in a vec4: XQ of them. */
+fn xq() -> u32 {
+  return (R + 2u * N + 3u) / 4u;
+}
+
+/** Value i_x of (dt_low, B, C), summed (XG > 0). */
 fn xp_at(i_x: u32) -> f32 {
-  var v = xp[i_x];
-  for (var s = 1u; s < XS; s++) {
-    v += xp[s * (R + 2u * N) + i_x];
-  }
-  return v;
+  return xp[XS * xq() + i_x / 4u][i_x % 4u];
 }
 
-/** part[g, i_x], 0 past the groups (always read: every load is issued before any is waited for). */
-fn part_at(g: u32, i_x: u32) -> f32 {
-  return select(0.0, part[min(g, XG - 1u) * (R + 2u * N) + i_x], g < XG);
-}
-
-/** part[s + XS * (4 q + c), i_x] for c < 4: four of slice s's groups. */
-fn part4(s: u32, q: u32, i_x: u32) -> vec4<f32> {
-  let g = s + XS * 4u * q;
-  return vec4<f32>(part_at(g, i_x), part_at(g + XS, i_x), part_at(g + 2u * XS, i_x), part_at(g + 3u * XS, i_x));
+/** part[g, q], 0 past the groups (always read: every load is issued before any is waited for). */
+fn part_at(g: u32, q: u32) -> vec4<f32> {
+  return select(vec4<f32>(0.0), part[min(g, XG - 1u) * xq() + q], g < XG);
 }
 
 /**
- * XG > 0: xp[s * XR + i_x] = the sum of part[g, i_x] over slice s of the groups (g = s mod XS), the
- * XS * XR (value, slice) pairs spread over the threads; their first 32 groups' reads written out.
+ * XG > 0: the sums of part[g, q] over g, into xp: slice s (g = s mod XS) for the XS * XQ (q, s)
+ * pairs spread over the threads, their first 8 groups' reads written out; then over the slices.
  */
 fn xproj_sums(t: u32) {
-  let xr = R + 2u * N;
-  for (var task = t; task < XS * xr; task += WG) {
-    let i_x = task % xr;
-    let s = task / xr;
-    let a = (part4(s, 0u, i_x) + part4(s, 1u, i_x)) + (part4(s, 2u, i_x) + part4(s, 3u, i_x));
-    let b = (part4(s, 4u, i_x) + part4(s, 5u, i_x)) + (part4(s, 6u, i_x) + part4(s, 7u, i_x));
-    var rest = 0.0;
-    for (var g = s + 32u * XS; g < XG; g += XS) {
-      rest += part_at(g, i_x);
+  let nq = xq();
+  for (var task = t; task < XS * nq; task += WG) {
+    let q = task % nq;
+    let s = task / nq;
+    var a = (part_at(s, q) + part_at(s + XS, q)) + (part_at(s + 2u * XS, q) + part_at(s + 3u * XS, q));
+    let b = (part_at(s + 4u * XS, q) + part_at(s + 5u * XS, q)) +
+      (part_at(s + 6u * XS, q) + part_at(s + 7u * XS, q));
+    for (var g = s + 8u * XS; g < XG; g += XS) {
+      a += part_at(g, q);
     }
-    let v = a + b;
-    xp[task] = ((v.x + v.y) + (v.z + v.w)) + rest;
+    xp[task] = a + b;
+  }
+  workgroupBarrier();
+  for (var q = t; q < nq; q += WG) {
+    var v = xp[q];
+    for (var s = 1u; s < XS; s++) {
+      v += xp[s * nq + q];
+    }
+    xp[XS * nq + q] = v;
   }
   workgroupBarrier();
 }

@@ -1059,14 +1059,15 @@ export class WebGpuBackend implements Backend {
     this.#emit();
     const rows = r + 2 * n;
     const groups = Math.ceil(pl.items[0].rows / XPROJ_TUNING.rowsPerGroup);
-    const partials = this.#xpPartials = this.#atLeast(this.#xpPartials, 4 * rows * groups);
+    const quads = Math.ceil(rows / 4);
+    const partials = this.#xpPartials = this.#atLeast(this.#xpPartials, 16 * quads * groups);
     const w = this.#joined([low.w, bm.w, cm.w]);
     pl.xp = { w, rows, stride: xp.stride, partials };
     this.#matvec(pl);
     const q = scanStepStates(n);
     const k = n / q;
     const wg = Math.max(XPROJ_TUNING.scanGroup, k);
-    const xs = Math.max(1, Math.floor(wg / rows));
+    const xs = Math.max(1, Math.floor(wg / quads));
     const buffers = t.map((x) => x.buffer);
     buffers.push(dp.input.buffer, proj.w.buffer, proj.bias.buffer, partials);
     const matrix = proj.w.matrix!;
@@ -1083,7 +1084,7 @@ export class WebGpuBackend implements Backend {
         F16: matrix.packed === "f16" ? 1 : 0,
         XG: groups,
         XS: xs,
-        XP: xs * rows,
+        XP: (xs + 1) * quads,
       },
       buffers,
       [b, di, matrix.stride, 0],
