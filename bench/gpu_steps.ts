@@ -6,6 +6,7 @@
  *
  * ```sh
  * deno run -A --unstable-webgpu bench/gpu_steps.ts [--layers 24] [--steps 256] [--batch 1]
+ *   [--xproj-rows 16] [--xproj-scan 256]   # XPROJ_TUNING (x_proj fused at batch 1)
  * ```
  *
  * @module
@@ -14,7 +15,7 @@
 import { loadModel } from "../src/model/model.ts";
 import { mamba1Files } from "./_models.ts";
 import { GREEDY } from "../src/generate/sampler.ts";
-import type { WebGpuBackend } from "../src/backends/webgpu/webgpu.ts";
+import { type WebGpuBackend, XPROJ_TUNING } from "../src/backends/webgpu/webgpu.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = Deno.args.indexOf(`--${name}`);
@@ -22,6 +23,8 @@ const arg = (name: string, dflt: number) => {
 };
 const layers = arg("layers", 24), n = arg("steps", 256), b = arg("batch", 1);
 const d = arg("d", 768), v = arg("vocab", 50280);
+XPROJ_TUNING.rowsPerGroup = arg("xproj-rows", XPROJ_TUNING.rowsPerGroup);
+XPROJ_TUNING.scanGroup = arg("xproj-scan", XPROJ_TUNING.scanGroup);
 const files = mamba1Files({ d, layers, vocab: v });
 const model = await loadModel({ files }, { backend: "webgpu", log: () => {} });
 const net = model.network, be = net.backend;
@@ -52,6 +55,7 @@ for (const [what, fn] of [["step", step], ["head", headOnly], ["step", step]] as
   });
   console.log(JSON.stringify({
     what,
+    xproj: XPROJ_TUNING,
     layers,
     batch: b,
     steps: n,

@@ -11,6 +11,12 @@
 //   3: (count = 2, matrix 0 gives x of the conv) the causal depthwise conv1d + SiLU of one new step,
 //      with its state of k - 1 earlier inputs per channel, shifted in place:
 //      xc[i_m, c] = silu(conv_b[c] + sum_t<k-1 conv_w[c, t] * state[i_m, c, t] + conv_w[c, k-1] * out_0)
+//      and with xrows > 0 (m = 1), x_proj's products on xc split by workgroup: each workgroup g of
+//      matrix 0 (channels [c0, c1) = g's output rows) leaves, for the xrows rows of w_3 (x_proj's
+//      matrices one under another, rows of xstride4 vec4<u32>, stored as the weights),
+//        extra[g * xrows4 + j] = sum_{c in [c0, c1)} w_3[j, c] * xc[c]    (g < start[1], xrows4 =
+//      xrows rounded up to a multiple of 4)
+//      for scan_step to add up (its XG). Needs WG / TPR a multiple of 8.
 // Weights: F16 = false: f32 bits, rows of `stride` values (4 per vec4<u32>); F16 = true: f16 pairs,
 // 8 per vec4<u32>; padding is zero. x is staged in workgroup memory (normalized there); TPR threads
 // share an output row, their partial sums reduced in workgroup memory.
@@ -20,11 +26,11 @@
 // | 0       | p       | uniform    | Params      |                                              |
 // | 1       | x       | read       | f32         | (m, i)                                       |
 // | 2..5    | out_j   | read_write | f32         | (m, o_j); mode 3: out_2 = conv state (m, o_0, k-1), out_3 = xc (m, o_0) |
-// | 6..9    | w_j     | read       | vec4<u32>   | (o_j, stride4); mode 3: w_2 = conv_w (o_0, k) f32 |
+// | 6..9    | w_j     | read       | vec4<u32>   | (o_j, stride4); mode 3: w_2 = conv_w (o_0, k) f32, w_3 = x_proj (xrows, xstride4) |
 // | 10..13  | bias_j  | read       | f32         | (o_j) when has_bias[j]; mode 3: bias_2 = conv_b when has_bias[2] |
 // | 14      | norm_w  | read       | f32         | (i), when has_norm                           |
 // | 15      | xn      | read_write | f32         | (m, i), written when has_norm                |
-// | 16      | extra   | read_write | f32         | mode 1: (m, o_0); mode 2: (m, 2 * groups)    |
+// | 16      | extra   | read_write | f32         | mode 1: (m, o_0); mode 2: (m, 2 * groups); mode 3 with xrows: (start[1], xrows4) |
 //
 // Dispatch: (groups, m) workgroups; matrix j owns the groups in [start[j], start[j + 1]), each WG / TPR
 // output rows. Needs ceil(i / 4) <= XMAX.
@@ -41,6 +47,8 @@ struct Params {
   eps: f32,
   mode: u32,
   k: u32,
+  xrows: u32,
+  xstride4: u32,
 }
 
 override WG: u32 = 256;
@@ -71,6 +79,7 @@ var<workgroup> partial: array<f32, WG>;
 var<workgroup> red: array<f32, 16>;
 var<workgroup> best_v: array<f32, WG>;
 var<workgroup> best_i: array<u32, WG>;
+var<workgroup> xcs: array<f32, WG / TPR>; // mode 3 with xrows: xc of this workgroup's rows
 
 fn w_at(j: u32, e: u32) -> vec4<u32> {
   switch j {
@@ -156,6 +165,11 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
   let t = lid.x;
   let i4 = (p.i + 3u) / 4u;
   let xbase = i_m * p.i;
+  // x_proj's weights for this thread's row of partial products, read now, used at the end
+  var xw = array<vec4<u32>, 4>();
+  if (p.mode == 3u && p.xrows > 0u && g < p.start[1]) {
+    xw = array<vec4<u32>, 4>(xw_at(g, t, 0u), xw_at(g, t, 1u), xw_at(g, t, 2u), xw_at(g, t, 3u));
+  }
   // Stage x (zero past i, up to the padded row), summing squares on the way.
   let n4 = select(p.stride4, 2u * p.stride4, F16);
   var ss = 0.0;
@@ -235,6 +249,7 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
   }
   var v = 0.0;
   var id = 0xffffffffu;
+  var xcv = 0.0;
   if (lane == 0u && i_o < o) {
     v = partial[t];
     if (p.has_bias[j] == 1u) {
@@ -264,12 +279,16 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
       if (k > 1u) {
         out2[sbase + k - 2u] = v;
       }
-      out3[e] = silu(acc);
+      xcv = silu(acc);
+      out3[e] = xcv;
     }
     // As the js reference, which starts from -inf: NaN and -inf never win.
     if (v > -3.4028235e38 || v == -3.4028235e38) {
       id = i_o;
     }
+  }
+  if (p.mode == 3u && p.xrows > 0u) {
+    xproj_partials(g, j, t, xcv, xw);
   }
   if (p.mode == 2u) {
     best_v[t] = v;
@@ -289,4 +308,63 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
       extra[2u * (i_m * p.groups + g) + 1u] = bitcast<f32>(bi);
     }
   }
+}
+
+// Channels per vec4<u32> of weights.
+fn vals_of() -> u32 {
+  return select(4u, 8u, F16);
+}
+
+// x_proj's weights (w_3) of row i_x, vec4 q of workgroup g's channels; zero past them.
+fn xw_at(g: u32, i_x: u32, q: u32) -> vec4<u32> {
+  let vals = vals_of();
+  let per = WG / TPR;
+  let e = g * per / vals + q;
+  if (i_x >= p.xrows || q >= per / vals || e >= p.xstride4) {
+    return vec4<u32>(0u);
+  }
+  return w3[i_x * p.xstride4 + e];
+}
+
+// Mode 3 with xrows: x_proj's products over this workgroup's channels of xc (see the header). `xcv`:
+// the xc this thread made (lane 0 of a live row of matrix 0), else 0; `xw`: row t's weights (xw_at).
+fn xproj_partials(g: u32, j: u32, t: u32, xcv: f32, xw: array<vec4<u32>, 4>) {
+  let per = WG / TPR;
+  if (t % TPR == 0u) {
+    xcs[t / TPR] = xcv;
+  }
+  workgroupBarrier();
+  if (j != 0u) {
+    return;
+  }
+  let ne = per / vals_of();
+  for (var i_x = t; i_x < p.xrows; i_x += WG) {
+    var w = xw;
+    if (i_x != t) {
+      w = array<vec4<u32>, 4>(xw_at(g, i_x, 0u), xw_at(g, i_x, 1u), xw_at(g, i_x, 2u), xw_at(g, i_x, 3u));
+    }
+    var acc = (xdot(w[0], 0u) + xdot(w[1], 1u)) + (xdot(w[2], 2u) + xdot(w[3], 3u));
+    for (var q = 4u; q < ne; q++) {
+      acc += xdot(xw_at(g, i_x, q), q);
+    }
+    extra[g * ((p.xrows + 3u) / 4u * 4u) + i_x] = acc;
+  }
+}
+
+// The dot product of x_proj's weights `wv` (vec4 q of this workgroup's channels) with their xc.
+fn xdot(wv: vec4<u32>, q: u32) -> f32 {
+  let c = q * vals_of();
+  if (c >= WG / TPR) {
+    return 0.0;
+  }
+  let a = vec4<f32>(xcs[c], xcs[c + 1u], xcs[c + 2u], xcs[c + 3u]);
+  if (F16) {
+    let b = vec4<f32>(xcs[c + 4u], xcs[c + 5u], xcs[c + 6u], xcs[c + 7u]);
+    let w01 = unpack2x16float(wv.x);
+    let w23 = unpack2x16float(wv.y);
+    let w45 = unpack2x16float(wv.z);
+    let w67 = unpack2x16float(wv.w);
+    return dot(vec4<f32>(w01, w23), a) + dot(vec4<f32>(w45, w67), b);
+  }
+  return dot(bitcast<vec4<f32>>(wv), a);
 }

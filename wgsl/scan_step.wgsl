@@ -5,7 +5,12 @@
 // With DTPROJ = 1, dt_proj is fused in:
 //   dt[i_b, i_di] = sum_r dt_w[i_di, r] * dt_low[i_b, r] + dt_bias[i_di]   (also written out)
 // with dt_w a stored matrix (rows of dt_stride elements, f32 bits, or f16 pairs when F16 = 1).
-// Same bindings as selective_scan.
+// With XG > 0 (b = 1, DTPROJ = 1), x_proj is fused in too: dt_low, B and C are the sums over XG groups
+// of the partial products that matvec1 left in `part` (its mode 3 with xrows: value i_x of
+// (dt_low, B, C), i_x < XR = R + 2 N, sums part[g * XQ * 4 + i_x] over g, XQ = ceil(XR / 4)), each
+// workgroup adding them up for itself (vec4 loads: XS slices of the groups per 4 values, then the
+// slices, in workgroup memory); workgroup 0 also writes them to dt_low, B and C. The other global reads are issued before those sums are waited for.
+// The bindings of selective_scan, B, C and dt_low read_write, and part.
 //
 // | binding | name    | access     | type   | shape                            |
 // |---------|---------|------------|--------|----------------------------------|
@@ -14,14 +19,15 @@
 // | 2       | x       | read       | f32    | (b, di)                          |
 // | 3       | dt      | read_write | f32    | (b, di)                          |
 // | 4       | A       | read       | f32    | (di, n)                          |
-// | 5       | B       | read       | f32    | (b, n)                           |
-// | 6       | C       | read       | f32    | (b, n)                           |
+// | 5       | B       | read_write | f32    | (b, n), written when XG > 0      |
+// | 6       | C       | read_write | f32    | (b, n), written when XG > 0      |
 // | 7       | D       | read       | f32    | (di)                             |
 // | 8       | z       | read       | f32    | (b, di)                          |
 // | 9       | h       | read_write | f32    | (b, di, n)                       |
-// | 10      | dt_low  | read       | f32    | (b, R), when DTPROJ = 1          |
+// | 10      | dt_low  | read_write | f32    | (b, R), when DTPROJ = 1; written when XG > 0 |
 // | 11      | dt_w    | read       | u32    | (di, dt_stride), when DTPROJ = 1 |
 // | 12      | dt_bias | read       | f32    | (di), when DTPROJ = 1            |
+// | 13      | part    | read       | vec4   | (XG, XQ), when XG > 0            |
 //
 // K = N / Q threads per channel (i_b, i_di), each with Q (4 or 1) adjacent states and the products
 // r = lane + K * j (j < RJ = ceil(R / K)) of dt_proj. All global reads are issued first, together
@@ -45,22 +51,28 @@ override DTPROJ: u32 = 0;
 override R: u32 = 1;
 override RJ: u32 = 1;
 override F16: u32 = 0;
+override XG: u32 = 0;
+override XS: u32 = 1;
+override XP: u32 = 1; // (XS + 1) * XQ when XG > 0
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dt: array<f32>;
 @group(0) @binding(4) var<storage, read> A: array<f32>;
-@group(0) @binding(5) var<storage, read> B: array<f32>;
-@group(0) @binding(6) var<storage, read> C: array<f32>;
+@group(0) @binding(5) var<storage, read_write> B: array<f32>;
+@group(0) @binding(6) var<storage, read_write> C: array<f32>;
 @group(0) @binding(7) var<storage, read> D: array<f32>;
 @group(0) @binding(8) var<storage, read> z: array<f32>;
 @group(0) @binding(9) var<storage, read_write> h: array<f32>;
-@group(0) @binding(10) var<storage, read> dt_low: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dt_low: array<f32>;
 @group(0) @binding(11) var<storage, read> dt_w: array<u32>;
 @group(0) @binding(12) var<storage, read> dt_bias: array<f32>;
+@group(0) @binding(13) var<storage, read> part: array<vec4<f32>>;
 
-var<workgroup> part: array<f32, 2 * WG>; // per thread: its share of dt, then of y
+var<workgroup> shares: array<f32, 2 * WG>; // per thread: its share of dt, then of y
+// XG > 0: slice s's sums of values 4 q .. 4 q + 3 at s * XQ + q, their totals at XS * XQ + q
+var<workgroup> xp: array<vec4<f32>, XP>;
 
 // this thread's channel: its batch row and dt_proj row, and its lane
 var<private> i_b: u32;
@@ -74,25 +86,111 @@ fn dt_w_at(e: u32) -> f32 {
   return bitcast<f32>(dt_w[e]);
 }
 
-/** Product j of this thread's share of dt_proj (0 past r). */
-fn dt_term(j: u32) -> f32 {
+/** dt_w of this thread's product j of dt_proj (0 past r). */
+fn dt_w_of(j: u32) -> f32 {
   let i_r = lane + j * K;
   if (j >= RJ || i_r >= R) {
     return 0.0;
   }
-  return dt_w_at(i_di * p.dt_stride + i_r) * dt_low[i_b * R + i_r];
+  return dt_w_at(i_di * p.dt_stride + i_r);
 }
 
-/** The sum of part over the K threads of a channel, from `first`. */
+/** dt_low of this thread's product j of dt_proj (0 past r). */
+fn dt_low_of(j: u32) -> f32 {
+  let i_r = lane + j * K;
+  if (j >= RJ || i_r >= R) {
+    return 0.0;
+  }
+  return low_at(i_r);
+}
+
+/** dt_w[i_di, r] of products 4 q .. 4 q + 3 of this thread. */
+fn dt_w4(q: u32) -> vec4<f32> {
+  return vec4<f32>(dt_w_of(4u * q), dt_w_of(4u * q + 1u), dt_w_of(4u * q + 2u), dt_w_of(4u * q + 3u));
+}
+
+/** dt_low[i_b, r] of products 4 q .. 4 q + 3 of this thread. */
+fn dt_low4(q: u32) -> vec4<f32> {
+  return vec4<f32>(dt_low_of(4u * q), dt_low_of(4u * q + 1u), dt_low_of(4u * q + 2u), dt_low_of(4u * q + 3u));
+}
+
+/** dt_low[i_b, i_r]: read, or (XG > 0) summed from the partial products. */
+fn low_at(i_r: u32) -> f32 {
+  if (XG > 0u) {
+    return xp_at(i_r);
+  }
+  return dt_low[i_b * R + i_r];
+}
+
+/** Values 4 q .. 4 q + 3 of (dt_low, B, C) come in a vec4: XQ of them. */
+fn xq() -> u32 {
+  return (R + 2u * N + 3u) / 4u;
+}
+
+/** Value i_x of (dt_low, B, C), summed (XG > 0). */
+fn xp_at(i_x: u32) -> f32 {
+  return xp[XS * xq() + i_x / 4u][i_x % 4u];
+}
+
+/** part[g, q], 0 past the groups (always read: every load is issued before any is waited for). */
+fn part_at(g: u32, q: u32) -> vec4<f32> {
+  return select(vec4<f32>(0.0), part[min(g, XG - 1u) * xq() + q], g < XG);
+}
+
+/**
+ * XG > 0: the sums of part[g, q] over g, into xp: slice s (g = s mod XS) for the XS * XQ (q, s)
+ * pairs spread over the threads, their first 8 groups' reads written out; then over the slices.
+ */
+fn xproj_sums(t: u32) {
+  let nq = xq();
+  for (var task = t; task < XS * nq; task += WG) {
+    let q = task % nq;
+    let s = task / nq;
+    var a = (part_at(s, q) + part_at(s + XS, q)) + (part_at(s + 2u * XS, q) + part_at(s + 3u * XS, q));
+    let b = (part_at(s + 4u * XS, q) + part_at(s + 5u * XS, q)) +
+      (part_at(s + 6u * XS, q) + part_at(s + 7u * XS, q));
+    for (var g = s + 8u * XS; g < XG; g += XS) {
+      a += part_at(g, q);
+    }
+    xp[task] = a + b;
+  }
+  workgroupBarrier();
+  for (var q = t; q < nq; q += WG) {
+    var v = xp[q];
+    for (var s = 1u; s < XS; s++) {
+      v += xp[s * nq + q];
+    }
+    xp[XS * nq + q] = v;
+  }
+  workgroupBarrier();
+}
+
+/** The sum of shares over the K threads of a channel, from `first`. */
 fn lanes_sum(first: u32) -> f32 {
   if (K == 4u) {
-    return (part[first] + part[first + 1u]) + (part[first + 2u] + part[first + 3u]);
+    return (shares[first] + shares[first + 1u]) + (shares[first + 2u] + shares[first + 3u]);
   }
   var acc = 0.0;
   for (var q = 0u; q < K; q++) {
-    acc += part[first + q];
+    acc += shares[first + q];
   }
   return acc;
+}
+
+/** B[e] (e = i_b * N + i_n): read, or (XG > 0, b = 1) summed from the partial products. */
+fn b_at(e: u32) -> f32 {
+  if (XG > 0u) {
+    return xp_at(R + e);
+  }
+  return B[e];
+}
+
+/** C[e], as b_at. */
+fn c_at(e: u32) -> f32 {
+  if (XG > 0u) {
+    return xp_at(R + N + e);
+  }
+  return C[e];
 }
 
 fn softplus(v: f32) -> f32 {
@@ -128,33 +226,59 @@ fn scan_step(
   let e = idx * N + n0;
   let an = i_di * N + n0;
   let bn = i_b * N + n0;
-
-  // every global read
+  // every global read (with XG > 0: the partial products' after the others)
   var h4 = vec4<f32>(h[e], 0.0, 0.0, 0.0);
   var a4 = vec4<f32>(A[an], 0.0, 0.0, 0.0);
-  var b4 = vec4<f32>(B[bn], 0.0, 0.0, 0.0);
-  var c4 = vec4<f32>(C[bn], 0.0, 0.0, 0.0);
   if (Q == 4u) {
     h4 = vec4<f32>(h4.x, h[e + 1u], h[e + 2u], h[e + 3u]);
     a4 = vec4<f32>(a4.x, A[an + 1u], A[an + 2u], A[an + 3u]);
-    b4 = vec4<f32>(b4.x, B[bn + 1u], B[bn + 2u], B[bn + 3u]);
-    c4 = vec4<f32>(c4.x, C[bn + 1u], C[bn + 2u], C[bn + 3u]);
   }
   let u = x[idx];
   let zv = z[idx];
   let d_skip = D[i_di];
+  var dw0 = vec4<f32>(0.0);
+  var dw1 = vec4<f32>(0.0);
+  var dw2 = vec4<f32>(0.0);
+  var dw3 = vec4<f32>(0.0);
+  var bias = 0.0;
+  if (DTPROJ == 1u) {
+    dw0 = dt_w4(0u);
+    dw1 = dt_w4(1u);
+    dw2 = dt_w4(2u);
+    dw3 = dt_w4(3u);
+    bias = dt_bias[i_di];
+  }
+  if (XG > 0u) {
+    xproj_sums(t);
+    if (wid.x == 0u && wid.y == 0u) {
+      // the x_proj products to their tensors (b = 1), once
+      for (var i_x = t; i_x < R + 2u * N; i_x += WG) {
+        let v = xp_at(i_x);
+        if (i_x < R) {
+          dt_low[i_x] = v;
+        } else if (i_x < R + N) {
+          B[i_x - R] = v;
+        } else {
+          C[i_x - R - N] = v;
+        }
+      }
+    }
+  }
+  var b4 = vec4<f32>(b_at(bn), 0.0, 0.0, 0.0);
+  var c4 = vec4<f32>(c_at(bn), 0.0, 0.0, 0.0);
+  if (Q == 4u) {
+    b4 = vec4<f32>(b4.x, b_at(bn + 1u), b_at(bn + 2u), b_at(bn + 3u));
+    c4 = vec4<f32>(c4.x, c_at(bn + 1u), c_at(bn + 2u), c_at(bn + 3u));
+  }
   var dt_raw = 0.0;
   if (DTPROJ == 1u) {
-    let s0 = (dt_term(0u) + dt_term(1u)) + (dt_term(2u) + dt_term(3u));
-    let s1 = (dt_term(4u) + dt_term(5u)) + (dt_term(6u) + dt_term(7u));
-    let s2 = (dt_term(8u) + dt_term(9u)) + (dt_term(10u) + dt_term(11u));
-    let s3 = (dt_term(12u) + dt_term(13u)) + (dt_term(14u) + dt_term(15u));
+    let s01 = dot(dw0, dt_low4(0u)) + dot(dw1, dt_low4(1u));
+    let s23 = dot(dw2, dt_low4(2u)) + dot(dw3, dt_low4(3u));
     var s4 = 0.0;
     for (var j = 16u; j < RJ; j++) {
-      s4 += dt_term(j);
+      s4 += dt_w_of(j) * dt_low_of(j);
     }
-    let bias = dt_bias[i_di];
-    part[t] = ((s0 + s1) + (s2 + s3)) + s4;
+    shares[t] = (s01 + s23) + s4;
     workgroupBarrier();
     dt_raw = lanes_sum(first) + bias;
   } else {
@@ -177,7 +301,7 @@ fn scan_step(
   }
   var acc = prod;
   if (K > 1u) {
-    part[WG + t] = prod;
+    shares[WG + t] = prod;
     workgroupBarrier();
     acc = lanes_sum(WG + first);
   }

@@ -65,7 +65,7 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   scan_carry: ["rw", "rw", "read"],
   splitk: ["read", "read", "read", "read", "read", "read", "rw"],
   splitk_reduce: ["read", ...Array(4).fill("rw"), ...Array(4).fill("read"), "read", "read", "rw", "rw"],
-  scan_step: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
+  scan_step: ["rw", "read", "rw", "read", "rw", "rw", "read", "read", "rw", "rw", "read", "read", "read"],
   scan_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
   selective_scan: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
   ssd_carry: ["rw", "rw", "read"],
@@ -118,6 +118,12 @@ const SCAN_CHUNKED_L = 32;
  * scanStepStates, or 1 or 4) and threads per workgroup of the one-step scan.
  */
 export const SCAN_TUNING = { carryChunks: 8, stepStates: 0, stepGroup: 64 };
+/**
+ * x_proj fused at batch 1 (see #fusedScan): output rows per workgroup of the in_proj + conv matvec1
+ * dispatch (a multiple of 8; its workgroups over x each leave x_proj's partial products over that many
+ * channels), and threads per workgroup of the scan_step dispatch that adds the partials up.
+ */
+export const XPROJ_TUNING = { rowsPerGroup: 16, scanGroup: 256 };
 /** ssdScan runs chunked (SSD quadratic form inside chunks of this many steps, state passed between them) from this many tokens on; the sequential kernel below. */
 const SSD_CHUNK = 32;
 
@@ -150,6 +156,17 @@ interface PendingLinear {
   conv?: { out: GpuTensor; w: GpuTensor; bias?: GpuTensor; state: GpuTensor; k: number };
   /** one row of x, or 2..32 on split-k: greedy sampling of the (single) product into out[outRow] */
   argmax?: { out: GpuTensor; outRow: number };
+  /**
+   * with conv: products on the conv's output (x_proj) held back too, and a product on one of theirs
+   * (dt_proj), for selectiveScan to take (see #fusedScan); anything else emits them after this one
+   */
+  xproj?: PendingLinear;
+  dtProj?: PendingLinear;
+  /**
+   * as emitted with x_proj fused: the products of `rows` rows of w (x_proj's matrices joined) on the
+   * conv's output, their partial sums per workgroup to `partials` (see wgsl/matvec1.wgsl, mode 3)
+   */
+  xp?: { w: GPUBuffer; rows: number; stride: number; partials: GPUBuffer };
 }
 
 /** A dispatch as #run records it, kept to be recorded again (see #replay). */
@@ -185,6 +202,8 @@ class GpuTensor implements Tensor {
     /** split-k: the scratch buffer of partial sums its two dispatches use */
     scratch?: GPUBuffer;
   };
+  /** for the first of x_proj's matrices: the matrices joined into one buffer (see #joined) */
+  joined?: { ws: GpuTensor[]; buffer: GPUBuffer };
   /**
    * for weights of conv1dSilu and gatedRmsNorm: the last one-dispatch op on them, with the tensors
    * (a, b, c, d in the op's argument order) and scalars it was made for
@@ -352,6 +371,8 @@ export class WebGpuBackend implements Backend {
   #scanScratch?: GPUBuffer;
   /** the argmax pairs of matvec1's workgroups, or of the split-k reduce's (per row of x) */
   #partials?: GPUBuffer;
+  /** matvec1's partial products of x_proj (see #fusedScan) */
+  #xpPartials?: GPUBuffer;
   /** the partial sums of the split-k products (#splitk) and of the tiled kernel split over k (#gemm) */
   #splitScratch?: GPUBuffer;
   /** starts the mapping of a read already submitted (see #readBytes) */
@@ -478,6 +499,8 @@ export class WebGpuBackend implements Backend {
     this.#emit();
     g.freed = true;
     this.#release(g.buffer);
+    if (g.joined) this.#release(g.joined.buffer);
+    g.joined = undefined;
   }
 
   /** Puts `buf` back in the pool, for a later buffer of its size. */
@@ -526,7 +549,7 @@ export class WebGpuBackend implements Backend {
   add(out: Tensor, a: Tensor, b: Tensor): void {
     const o = gt(out), as = gt(a), bs = gt(b);
     const pl = this.#pendingLinear;
-    if (pl && pl.items.length === 1 && !pl.resid) {
+    if (pl && pl.items.length === 1 && !pl.resid && !pl.conv) {
       const made = pl.items[0].out;
       const other = bs === made ? as : as === made ? bs : undefined;
       const input = pl.norm ? pl.norm.x : pl.input;
@@ -555,8 +578,10 @@ export class WebGpuBackend implements Backend {
     // a conv after), except one row of x too long for matvec1, which goes to the tiled kernel now.
     if (m >= 2 || stride / 4 <= MATVEC_MAX_X4) {
       const pl = this.#pendingLinear;
+      if (pl?.conv && this.#holdAfterConv(pl, o, ws, xs, bs, m, rows, cols)) return;
       if (
-        pl && !pl.resid && pl.items.length < 4 && pl.input === xs && pl.m === m && pl.cols === cols &&
+        pl && !pl.resid && !pl.conv && pl.items.length < 4 && pl.input === xs && pl.m === m &&
+        pl.cols === cols &&
         pl.stride === stride && pl.packed === packed && !writes(pl, o)
       ) {
         pl.items.push({ out: o, w: ws, bias: bs, rows });
@@ -581,12 +606,52 @@ export class WebGpuBackend implements Backend {
     this.#gemm({ input: xs, m, cols, stride, packed, items: [{ out: o, w: ws, bias: bs, rows }] });
   }
 
+  /**
+   * Holds back a product on the output of the conv fused into `pl` (x_proj, up to three matrices), or
+   * then one on an output of those (dt_proj, with a bias), for selectiveScan to fuse at m = 1 (see
+   * #fusedScan). Whether it did.
+   */
+  #holdAfterConv(
+    pl: PendingLinear,
+    o: GpuTensor,
+    ws: GpuTensor,
+    xs: GpuTensor,
+    bs: GpuTensor | undefined,
+    m: number,
+    rows: number,
+    cols: number,
+  ): boolean {
+    const { stride, packed } = ws.matrix!;
+    if (m !== 1 || pl.dtProj || touches(pl, o) || o === xs) return false;
+    const item = { out: o, w: ws, bias: bs, rows };
+    const xp = pl.xproj;
+    if (xs === pl.conv!.out && !bs && xs.size === cols) {
+      if (!xp) {
+        pl.xproj = { input: xs, m, cols, stride, packed, items: [item] };
+        return true;
+      }
+      if (xp.items.length < 3 && xp.stride === stride && xp.packed === packed) {
+        xp.items.push(item);
+        return true;
+      }
+      return false;
+    }
+    if (xp && bs && writes(xp, xs)) {
+      pl.dtProj = { input: xs, m, cols, stride, packed, items: [item] };
+      return true;
+    }
+    return false;
+  }
+
   /** Dispatches what was held back (matrix-vector products, a norm), before any other op. */
   #emit(): void {
     const pl = this.#pendingLinear;
     if (pl) {
       this.#pendingLinear = undefined;
       this.#matvec(pl);
+      // products held back after a conv, not taken by a scan: after it, as recorded
+      if (pl.xproj) this.#matvec(pl.xproj);
+      if (pl.dtProj) this.#matvec(pl.dtProj);
     }
     const norm = this.#pendingNorm;
     if (norm) {
@@ -780,6 +845,8 @@ export class WebGpuBackend implements Backend {
     // a thread still has a whole vec4 of the row (short rows and small matrices spread wider).
     let tpr = 8;
     while (tpr < 256 && tpr < stride4 && Math.ceil(rows / (256 / tpr)) < MATVEC1_GROUPS) tpr *= 2;
+    // x_proj's partial products: a set number of channels per workgroup (few partials to add up)
+    if (pl.xp) tpr = 256 / XPROJ_TUNING.rowsPerGroup;
     const perGroup = 256 / tpr;
     const n = pl.items.length;
     const { os, starts, hasBias, total } = groupsOf(pl, perGroup);
@@ -796,17 +863,19 @@ export class WebGpuBackend implements Backend {
       mode = 3;
       k = pl.conv.k;
       slots[2] = { out: pl.conv.state.buffer, w: pl.conv.w.buffer, bias: pl.conv.bias?.buffer };
-      slots[3] = { out: pl.conv.out.buffer };
+      slots[3] = { out: pl.conv.out.buffer, w: pl.xp?.w };
       hasBias[2] = pl.conv.bias ? 1 : 0;
+      if (pl.xp) extra = pl.xp.partials;
     }
     const buffers = this.#linearBuffers(pl, slots, extra);
-    const flags = [pl.cols, stride4, n, total, pl.norm ? 1 : 0, pl.norm?.eps ?? 0, mode, k];
+    const xrows = pl.xp?.rows ?? 0, xstride4 = pl.xp ? pl.xp.stride / (f16 ? 8 : 4) : 0;
+    const flags = [pl.cols, stride4, n, total, pl.norm ? 1 : 0, pl.norm?.eps ?? 0, mode, k, xrows, xstride4];
     return this.#prepare(
       "matvec1",
       { WG: 256, TPR: tpr, XMAX: Math.ceil(x4 / 64) * 64, F16: f16 ? 1 : 0 },
       buffers,
       [...os, ...starts, ...hasBias, ...flags],
-      "uuuuuuuuuuuuuuuuufuu",
+      "uuuuuuuuuuuuuuuuufuuuu",
       [total, 1, 1],
     );
   }
@@ -923,7 +992,7 @@ export class WebGpuBackend implements Backend {
         // One new step of one sequence: the conv runs in the epilogue of the product that makes x.
         if (at !== 0) pl.items.unshift(...pl.items.splice(at, 1));
         pl.conv = { out: o, w: ws, bias: bias ? gt(bias) : undefined, state: gt(state), k: ws.shape[1] };
-        this.#emit();
+        // still held: x_proj's products on `out` may join it (see #holdAfterConv)
         return;
       }
     }
@@ -964,12 +1033,22 @@ export class WebGpuBackend implements Backend {
       this.#chunkedScan(a);
       return;
     }
+    const held = this.#pendingLinear;
+    if (held?.dtProj) {
+      if (this.#fusedScan(held, a)) return;
+      // Not this scan's: the products as recorded, dt_proj still held back for the fusion below.
+      this.#pendingLinear = undefined;
+      this.#matvec(held);
+      this.#matvec(held.xproj!);
+      this.#pendingLinear = held.dtProj;
+    }
     // dt_proj held back as a single matrix-vector product on dt: fused into the scan.
     const pl = this.#pendingLinear;
     let proj: PendingLinear["items"][0] | undefined;
     let low: GpuTensor | undefined;
     if (
-      pl && pl.items.length === 1 && !pl.norm && !pl.resid && pl.items[0].out === a.dt && pl.items[0].bias
+      pl && pl.items.length === 1 && !pl.norm && !pl.resid && !pl.conv && pl.items[0].out === a.dt &&
+      pl.items[0].bias
     ) {
       proj = pl.items[0];
       low = pl.input;
@@ -982,6 +1061,8 @@ export class WebGpuBackend implements Backend {
     const buffers = t.map((x) => x.buffer);
     buffers.push(low?.buffer ?? this.#dummyRead, proj?.w.buffer ?? this.#dummyRead);
     buffers.push(proj?.bias?.buffer ?? this.#dummyRead);
+    const stepBuffers = [...buffers, this.#dummyRead];
+    stepBuffers[9] = low?.buffer ?? this.#dummyRw; // read_write in scan_step
     const r = proj ? proj.w.shape[1] : 0;
     const stride = proj?.w.matrix?.stride ?? 0;
     const f16 = proj?.w.matrix?.packed === "f16" ? 1 : 0;
@@ -994,7 +1075,7 @@ export class WebGpuBackend implements Backend {
       this.#run(
         "scan_step",
         { WG: wg, N: n, Q: q, K: k, DTPROJ: proj ? 1 : 0, R: proj ? r : 1, RJ: rj, F16: f16 },
-        buffers,
+        stepBuffers,
         [b, di, stride, 0],
         "uuuu",
         this.#grid1(b * di, Math.floor(wg / k)),
@@ -1010,6 +1091,92 @@ export class WebGpuBackend implements Backend {
       "uuuuuuuu",
       this.#grid1(b * di, wg),
     );
+  }
+
+  /**
+   * One step of one sequence with x_proj and dt_proj fused, when the products held back after the conv
+   * (`pl`) are the scan's: x_proj's three products on the conv's output make exactly its dt_low (the
+   * input of dt_proj), B and C, and dt_proj makes its dt. Then the in_proj + conv dispatch also leaves
+   * x_proj's partial products per workgroup (over its channels of xc, the matrices joined: #joined),
+   * and scan_step adds them up (XG groups) and writes dt_low, B and C out: two dispatches instead of
+   * three. Whether it did (nothing recorded when not).
+   */
+  #fusedScan(pl: PendingLinear, a: ScanArgs): boolean {
+    const t = [a.y, a.x, a.dt, a.A, a.B, a.C, a.D, a.z, a.h].map(gt);
+    const [b, l, di] = t[1].shape;
+    const n = t[3].shape[1];
+    const xp = pl.xproj!, dp = pl.dtProj!, proj = dp.items[0];
+    if (
+      b !== 1 || l !== 1 || n > 256 || t[1] !== pl.conv!.out || t[2] !== proj.out || !proj.bias ||
+      xp.items.length !== 3 || XPROJ_TUNING.rowsPerGroup % 8 !== 0
+    ) return false;
+    const low = xp.items.find((it) => it.out === dp.input);
+    const bm = xp.items.find((it) => it.out === t[4]);
+    const cm = xp.items.find((it) => it.out === t[5]);
+    if (!low || !bm || !cm || bm === cm || low === bm || low === cm) return false;
+    const r = low.rows;
+    if (bm.rows !== n || cm.rows !== n || dp.cols !== r || t[4].size !== n || t[5].size !== n) return false;
+    if ([a.y, a.h, a.A, a.D].some((x) => touches(pl, gt(x)))) return false;
+    this.#pendingLinear = undefined;
+    this.#emit();
+    const rows = r + 2 * n;
+    const groups = Math.ceil(pl.items[0].rows / XPROJ_TUNING.rowsPerGroup);
+    const quads = Math.ceil(rows / 4);
+    const partials = this.#xpPartials = this.#atLeast(this.#xpPartials, 16 * quads * groups);
+    const w = this.#joined([low.w, bm.w, cm.w]);
+    pl.xp = { w, rows, stride: xp.stride, partials };
+    this.#matvec(pl);
+    const q = scanStepStates(n);
+    const k = n / q;
+    const wg = Math.max(XPROJ_TUNING.scanGroup, k);
+    const xs = Math.max(1, Math.floor(wg / quads));
+    const buffers = t.map((x) => x.buffer);
+    buffers.push(dp.input.buffer, proj.w.buffer, proj.bias.buffer, partials);
+    const matrix = proj.w.matrix!;
+    this.#run(
+      "scan_step",
+      {
+        WG: wg,
+        N: n,
+        Q: q,
+        K: k,
+        DTPROJ: 1,
+        R: r,
+        RJ: Math.ceil(r / k),
+        F16: matrix.packed === "f16" ? 1 : 0,
+        XG: groups,
+        XS: xs,
+        XP: (xs + 1) * quads,
+      },
+      buffers,
+      [b, di, matrix.stride, 0],
+      "uuuu",
+      this.#grid1(di, Math.floor(wg / k)),
+    );
+    return true;
+  }
+
+  /**
+   * The matrices `ws` (same stride and packing) one under another in one buffer, copied on the GPU
+   * once and kept with ws[0] (matrices are never written after upload).
+   */
+  #joined(ws: GpuTensor[]): GPUBuffer {
+    const known = ws[0].joined;
+    if (known && known.ws.length === ws.length && known.ws.every((w, i) => w === ws[i])) return known.buffer;
+    if (known) this.#release(known.buffer);
+    const total = ws.reduce((a, w) => a + w.bytes, 0);
+    const buffer = this.#buffer(Math.max(16, Math.ceil(total / 16) * 16));
+    // a submission of its own, now: the weights are already there, and every op recorded after this
+    // is submitted after it (recordOnly, which drops what it records, keeps it too)
+    const encoder = this.#device.createCommandEncoder();
+    let at = 0;
+    for (const w of ws) {
+      encoder.copyBufferToBuffer(w.buffer, 0, buffer, at, w.bytes);
+      at += w.bytes;
+    }
+    this.#device.queue.submit([encoder.finish()]);
+    ws[0].joined = { ws: ws.slice(), buffer };
+    return buffer;
   }
 
   /**
@@ -1844,6 +2011,17 @@ function packParams(
   }
 }
 
+/**
+ * Whether `t` is one of the tensors the held-back products read or write (their input, the norm's,
+ * outputs, the conv's output and state), those held back after the conv included.
+ */
+function touches(pl: PendingLinear, t: GpuTensor): boolean {
+  if (t === pl.input || writes(pl, t) || t === pl.resid) return true;
+  if (pl.norm && (t === pl.norm.x || t === pl.norm.out)) return true;
+  if (pl.conv && (t === pl.conv.out || t === pl.conv.state)) return true;
+  return (!!pl.xproj && touches(pl.xproj, t)) || (!!pl.dtProj && touches(pl.dtProj, t));
+}
+
 /** Whether one of the held-back products writes `t`. */
 function writes(pl: PendingLinear, t: GpuTensor): boolean {
   for (let j = 0; j < pl.items.length; j++) if (pl.items[j].out === t) return true;
@@ -1864,6 +2042,8 @@ function sameLinear(a: PendingLinear, b: PendingLinear): boolean {
   }
   const n = a.norm, o = b.norm;
   if (n !== o && (!n || !o || n.out !== o.out || n.x !== o.x || n.w !== o.w || n.eps !== o.eps)) return false;
+  const x = a.xp, y = b.xp;
+  if (x !== y && (!x || !y || x.w !== y.w || x.rows !== y.rows || x.partials !== y.partials)) return false;
   const c = a.conv, e = b.conv;
   return c === e ||
     (!!c && !!e && c.out === e.out && c.w === e.w && c.bias === e.bias && c.state === e.state);

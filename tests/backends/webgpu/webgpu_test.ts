@@ -15,10 +15,13 @@ import {
   splitkTile,
   toHalf,
   type WebGpuBackend,
+  XPROJ_TUNING,
 } from "../../../src/backends/webgpu/webgpu.ts";
 import { BackendError } from "../../../src/errors.ts";
 import { maxAbsDiff } from "../../_fixtures.ts";
 import { GREEDY } from "../../../src/generate/sampler.ts";
+import type { ModelConfig } from "../../../src/config.ts";
+import { mamba1Block, mamba1Scratch, type Mamba1Weights } from "../../../src/model/mamba1.ts";
 
 const adapter = await requestAdapter();
 const ignore = !adapter;
@@ -1074,3 +1077,191 @@ Deno.test({
 });
 
 export type { WebGpuBackend };
+
+Deno.test({
+  name: "webgpu mamba1Block() at batch 1 with x_proj fused matches js, and falls back where it must",
+  ignore,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    // d, di (not a multiple of XPROJ_TUNING.rowsPerGroup), r, n (16: 4 states a thread; 6: 1), k; the
+    // last with 38 groups of 8 channels and scan workgroups of 32 threads: more values (39) than
+    // threads, and more groups than the 32 a thread's reads are written out for
+    const shapes: [number, number, number, number, number, Partial<typeof XPROJ_TUNING>?][] = [
+      [29, 37, 5, 16, 4],
+      [21, 50, 3, 6, 3],
+      [21, 300, 7, 16, 4, { rowsPerGroup: 8, scanGroup: 32 }],
+    ];
+    const names = ["xn", "x", "z", "xc", "dtLow", "B", "C", "dt", "y", "o"] as const;
+    for (const dtype of ["f32", "f16"] as const) {
+      const gpu = await createWebGpuBackend({ dtype });
+      try {
+        for (const [d, di, r, n, k, tuning] of shapes) {
+          const c = { normEps: 1e-5 } as ModelConfig;
+          const round = (v: Float32Array) => dtype === "f16" ? halfRound(v) : v;
+          const setup = (be: Backend) => {
+            const mat = (rows: number, cols: number, seed: number, s = 1) =>
+              be.uploadMatrix(round(rand(rows * cols, seed, -s, s)), [rows, cols]);
+            const w: Mamba1Weights = {
+              norm: be.upload(rand(d, 200, 0.5, 1.5), [d]),
+              inX: mat(di, d, 201),
+              inZ: mat(di, d, 202),
+              convW: be.upload(rand(di * k, 203), [di, k]),
+              convB: be.upload(rand(di, 204), [di]),
+              xDt: mat(r, di, 205, 0.5),
+              xB: mat(n, di, 206, 0.5),
+              xC: mat(n, di, 207, 0.5),
+              dtW: mat(di, r, 208),
+              dtB: be.upload(rand(di, 209, -3, -1), [di]),
+              A: be.upload(rand(di * n, 210, -2, -0.1), [di, n]),
+              D: be.upload(rand(di, 211), [di]),
+              out: mat(d, di, 212, 0.3),
+            };
+            return {
+              w,
+              s: mamba1Scratch(be, { dModel: d, dInner: di, dState: n, dtRank: r } as ModelConfig, 1, 1),
+              st: { conv: be.upload(rand(di * (k - 1), 213), [1, di, k - 1]), ssm: be.zeros([1, di, n]) },
+              hidden: be.upload(rand(d, 214, -2, 2), [1, 1, d]),
+              other: be.upload(rand(n, 215), [1, n]),
+              spare: be.zeros([1, n]),
+            };
+          };
+          type Setup = ReturnType<typeof setup>;
+          // The block's ops up to the scan, then `between` (what may stop the fusion), the scan, the rest.
+          const block = (be: Backend, x: Setup, between?: (be: Backend, x: Setup) => void, B?: Tensor) => {
+            const { w, s, st, hidden } = x;
+            be.rmsNorm(s.xn, hidden, w.norm, c.normEps);
+            be.linear(s.x, w.inX, s.xn);
+            be.linear(s.z, w.inZ, s.xn);
+            be.conv1dSilu(s.xc, s.x, w.convW, w.convB, st.conv);
+            be.linear(s.dtLow, w.xDt, s.xc);
+            be.linear(s.B, w.xB, s.xc);
+            be.linear(s.C, w.xC, s.xc);
+            be.linear(s.dt, w.dtW, s.dtLow, w.dtB);
+            between?.(be, x);
+            be.selectiveScan({
+              y: s.y,
+              x: s.xc,
+              dt: s.dt,
+              A: w.A,
+              B: B ?? s.B,
+              C: s.C,
+              D: w.D,
+              z: s.z,
+              h: st.ssm,
+            });
+            be.linear(s.o, w.out, s.y);
+            be.add(hidden, hidden, s.o);
+          };
+          // Several steps: the kept dispatches replayed, on new contents (the residual, a new input).
+          const cases: [string, number, (be: Backend, x: Setup, step: number) => Promise<void> | void][] = [
+            ["fused", 3, (be, x) => mamba1Block(be, c, x.w, x.s, x.st, x.hidden)],
+            ["B read before the scan", 2, async (be, x, step) => {
+              block(be, x);
+              if (step === 0) return;
+              // the same ops, stopped before the scan by a read of x_proj's output
+              const { w, s, st, hidden } = x;
+              be.rmsNorm(s.xn, hidden, w.norm, c.normEps);
+              be.linear(s.x, w.inX, s.xn);
+              be.linear(s.z, w.inZ, s.xn);
+              be.conv1dSilu(s.xc, s.x, w.convW, w.convB, st.conv);
+              be.linear(s.dtLow, w.xDt, s.xc);
+              be.linear(s.B, w.xB, s.xc);
+              be.linear(s.C, w.xC, s.xc);
+              const got = await be.read(s.B);
+              be.write(x.other, got);
+              be.linear(s.dt, w.dtW, s.dtLow, w.dtB);
+              be.selectiveScan({
+                y: s.y,
+                x: s.xc,
+                dt: s.dt,
+                A: w.A,
+                B: s.B,
+                C: s.C,
+                D: w.D,
+                z: s.z,
+                h: st.ssm,
+              });
+            }],
+            ["C used by another op", 2, (be, x) => block(be, x, (be, x) => be.add(x.spare, x.s.C, x.other))],
+            ["a scan on another B", 2, (be, x) => block(be, x, undefined, x.other)],
+          ];
+          for (const [what, steps, run] of tuning ? cases.slice(0, 1) : cases) {
+            await t.step(`${dtype}, d ${d}, di ${di}, r ${r}, n ${n}: ${what}, ${steps} steps`, async () => {
+              const got: Float32Array[][] = [];
+              const saved = { ...XPROJ_TUNING };
+              Object.assign(XPROJ_TUNING, tuning);
+              try {
+                for (const be of [new JsBackend(), gpu] as Backend[]) {
+                  const x = setup(be);
+                  const res: Float32Array[] = [];
+                  for (let step = 0; step < steps; step++) {
+                    if (step === 1) be.write(x.hidden, rand(d, 216, -2, 2));
+                    await run(be, x, step);
+                    for (const name of names) res.push(await be.read(x.s[name]));
+                    for (const u of [x.hidden, x.st.conv, x.st.ssm, x.spare, x.other]) {
+                      res.push(await be.read(u));
+                    }
+                  }
+                  got.push(res);
+                }
+              } finally {
+                Object.assign(XPROJ_TUNING, saved);
+              }
+              const [a, g] = got;
+              const per = names.length + 5;
+              for (let j = 0; j < a.length; j++) {
+                const scale = a[j].reduce((s, v) => Math.max(s, Math.abs(v)), 1);
+                const name = j % per < names.length ? names[j % per] : `state ${j % per - names.length}`;
+                close(a[j], g[j], 2e-5 * scale, `${name} of step ${j / per | 0}`);
+              }
+            });
+          }
+        }
+        await t.step(
+          `${dtype}: the fused block is 3 dispatches; up to the scan 2, 3 when it takes another B`,
+          () => {
+            const [d, di, r, n, k] = shapes[0];
+            const be = gpu as WebGpuBackend;
+            const mk = (rows: number, cols: number) => be.uploadMatrix(rand(rows * cols, 220), [rows, cols]);
+            const w: Mamba1Weights = {
+              norm: be.upload(rand(d, 221), [d]),
+              inX: mk(di, d),
+              inZ: mk(di, d),
+              convW: be.upload(rand(di * k, 222), [di, k]),
+              xDt: mk(r, di),
+              xB: mk(n, di),
+              xC: mk(n, di),
+              dtW: mk(di, r),
+              dtB: be.upload(rand(di, 223), [di]),
+              A: be.upload(rand(di * n, 224), [di, n]),
+              D: be.upload(rand(di, 225), [di]),
+              out: mk(d, di),
+            };
+            const s = mamba1Scratch(be, { dModel: d, dInner: di, dState: n, dtRank: r } as ModelConfig, 1, 1);
+            const st = { conv: be.zeros([1, di, k - 1]), ssm: be.zeros([1, di, n]) };
+            const hidden = be.zeros([1, 1, d]), other = be.zeros([1, n]);
+            const c = { normEps: 1e-5 } as ModelConfig;
+            assert.equal(be.recordOnly(() => mamba1Block(be, c, w, s, st, hidden)).dispatches, 3);
+            const upToScan = (B: Tensor) =>
+              be.recordOnly(() => {
+                be.rmsNorm(s.xn, hidden, w.norm, c.normEps);
+                be.linear(s.x, w.inX, s.xn);
+                be.linear(s.z, w.inZ, s.xn);
+                be.conv1dSilu(s.xc, s.x, w.convW, w.convB, st.conv);
+                be.linear(s.dtLow, w.xDt, s.xc);
+                be.linear(s.B, w.xB, s.xc);
+                be.linear(s.C, w.xC, s.xc);
+                be.linear(s.dt, w.dtW, s.dtLow, w.dtB);
+                be.selectiveScan({ y: s.y, x: s.xc, dt: s.dt, A: w.A, B, C: s.C, D: w.D, z: s.z, h: st.ssm });
+              }).dispatches;
+            assert.equal(upToScan(s.B), 2); // in_proj + conv + x_proj's partials, scan (x_proj and dt_proj fused)
+            assert.equal(upToScan(other), 3); // in_proj + conv, x_proj, scan (dt_proj fused)
+          },
+        );
+      } finally {
+        await gpu.dispose();
+      }
+    }
+  },
+});
