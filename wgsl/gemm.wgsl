@@ -10,8 +10,10 @@
 // Register-tiled: a workgroup computes a BM x BN tile of out_j (BM rows of x, BN rows of w_j), each
 // thread a TM x TN block of it (rows 4 * (t_m + q * NTM) + 0..3, columns 4 * (t_o + q * NTO) + 0..3).
 // Each k-tile, BK columns of x and of w_j, is read from memory once per workgroup (the next one into
-// registers while the threads multiply the current one), stored transposed in workgroup memory, and
-// each thread reads TM / 4 + TN / 4 vec4 of it per k for TM * TN multiply-adds. KS slices of NT
+// registers while the threads multiply the current one), stored transposed in workgroup memory (rows
+// of BM / 4 + PAD and BN / 4 + PAD vec4 per k), and each thread reads TM / 4 + TN / 4 vec4 of it per
+// k for TM * TN multiply-adds. Workgroups whose tile lies inside x and w_j, on rows of a multiple of
+// BK, load without bounds checks (vec4 of x where i is a multiple of 4). KS slices of NT
 // threads split the k-tiles (slice s takes tiles s, s + KS, ...) and add their sums at the end, so
 // that small tiles (small m) still make workgroups of many threads.
 // With has_norm, x is staged times norm_w, the sums of squares of its rows are taken while staging,
@@ -30,11 +32,11 @@
 // | binding | name    | access     | type      | shape                                         |
 // |---------|---------|------------|-----------|-----------------------------------------------|
 // | 0       | p       | uniform    | Params    | o, start, has_bias, m, i, s4, count, ...      |
-// | 1       | x       | read       | f32       | (m, i)                                        |
+// | 1       | x       | read       | vec4<f32> | (m, i) f32, bound as vec4 (its buffer to 16 bytes) |
 // | 2..5    | out_j   | read_write | f32       | (m, o_j)                                      |
 // | 6..9    | w_j     | read       | vec4<u32> | (o_j, 4 * s4 / PER): PER values each, zero padded |
 // | 10..13  | bias_j  | read       | f32       | (o_j), read when has_bias[j] = 1              |
-// | 14      | norm_w  | read       | f32       | (i), read when has_norm = 1                   |
+// | 14      | norm_w  | read       | vec4<f32> | (i) f32 as x, read when has_norm = 1          |
 // | 15      | xn      | read_write | f32       | (m, i), written when has_norm = 1; phases 1, 2: |
 // |         |         |            |           | part (see above) without has_norm            |
 // | 16      | resid   | read_write | f32       | (m, o_0), updated when has_resid = 1; phases  |
@@ -553,12 +555,17 @@ fn gemm(
     }
     workgroupBarrier();
     if (p.phase == 0u && g == 0u) {
-      for (var e = lid; e < BM * p.i; e += WG) {
-        let r = e / p.i;
-        let i_i = e % p.i;
+      // xn a vec4 at a time (4 columns of a row; fewer past a row's end where i is no multiple of 4)
+      let i4 = (p.i + 3u) / 4u;
+      for (var e = lid; e < BM * i4; e += WG) {
+        let r = e / i4;
+        let i_i = 4u * (e % i4);
         if (m0 + r < p.m) {
+          let v = x4_at(m0 + r, i_i) * scale[r] * nw4_at(i_i);
           let idx = (m0 + r) * p.i + i_i;
-          xn[idx] = x_at(idx) * scale[r] * nw_at(i_i);
+          for (var c = 0u; c < min(4u, p.i - i_i); c++) {
+            xn[idx + c] = v[c];
+          }
         }
       }
     }
