@@ -7,7 +7,7 @@
  *
  * ```sh
  * deno run -A --unstable-webgpu bench/gemm.ts [--reps 50] [--dtype f32,f16] [--sweep] [--only prefill]
- *   [--splits 1,2,4,8,16] [--pad 0,1]
+ *   [--splits 1,2,4,8,16] [--pad 0,1] [--bk 16,32] [--tiles 64x64x4x4,64x32x4x4] [--db 0,1]
  * ```
  *
  * @module
@@ -27,6 +27,10 @@ const sweep = Deno.args.includes("--sweep");
 const only = arg("only", "");
 const splitsSwept = arg("splits", "1,2,4,8,16").split(",").map(Number);
 const pads = arg("pad", "1").split(",").map(Number);
+const bks = arg("bk", "16,32").split(",").map(Number);
+// tiles the sweep tries, as BMxBNxTMxTN (all by default), and with DB (see wgsl/gemm.wgsl) 0 and/or 1
+const tiles = arg("tiles", "");
+const dbs = arg("db", "0").split(",").map(Number);
 const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
 if (!adapter) throw new Error("Cannot run bench/gemm.ts: no WebGPU adapter");
 const device = await adapter.requestDevice({
@@ -58,6 +62,7 @@ const buffer = (data: ArrayBufferView) => {
 // name, m, rows of each matrix, cols, has_norm
 const shapes: [string, number, number[], number, number][] = [
   ["prefill in_proj (norm)", 512, [1536, 1536], 768, 1],
+  ["prefill in_proj without norm", 512, [1536, 1536], 768, 0],
   ["prefill out_proj", 512, [768], 1536, 0],
   ["prefill x_proj", 512, [48, 16, 16], 1536, 0],
   ["prefill dt_proj", 512, [1536], 48, 0],
@@ -102,9 +107,10 @@ interface Choice {
 function candidates(m: number, cols: number): GemmTile[] {
   const out: GemmTile[] = [];
   for (const [BM, BN, TM, TN] of TILES) {
+    if (tiles && !tiles.split(",").includes(`${BM}x${BN}x${TM}x${TN}`)) continue;
     if (BM > 2 * Math.max(m, 8) || (m > 64 && BM < 64)) continue;
     const nt = (BM / TM) * (BN / TN);
-    for (const BK of [16, 32]) {
+    for (const BK of bks) {
       for (let KS = 1; KS * nt <= 256; KS *= 2) {
         const lx = Math.ceil((BM * BK) / 4 / nt), lw = Math.ceil((BN * BK) / 4 / nt);
         const bytes = KS * (BK * (BM + BN + 8) * 4 + BM * BK) + BM * 4;
@@ -185,11 +191,14 @@ async function timeIt(fn: (pass: GPUComputePassEncoder) => void, r: number): Pro
   return (best / r) * 1000;
 }
 
+/** Whether the GPU ran the current shape for a while (its clocks rise after idle times). */
 let warm = false;
+let first = true;
 
 for (const dtype of dtypes) {
   for (const [name, m, rows, cols, norm] of shapes) {
     if (!new RegExp(only).test(name)) continue;
+    warm = false;
     const stride = Math.ceil(cols / 8) * 8;
     const ws = rows.map((o) => {
       const w = rand(o * cols, 1 / Math.sqrt(cols));
@@ -214,9 +223,17 @@ for (const dtype of dtypes) {
       for (const tile of candidates(m, cols)) {
         for (const sp of splitsSwept) {
           for (const pad of pads) {
-            const c: Choice = { tile, ...(sp === 1 ? { splits: 1, tps: 0 } : gemmSplitsOf(tile, cols, sp)) };
-            if (pad !== 1) c.pad = pad;
-            if (!same(c) && !choices.some((d) => JSON.stringify(d) === JSON.stringify(c))) choices.push(c);
+            for (const db of dbs) {
+              const { BM, BN, BK, KS } = tile;
+              if (db && 2 * KS * (BK * (BM + BN + 8) * 4) + KS * BM * BK + BM * 4 > storage) continue;
+              const t = db ? { ...tile, DB: 1 } : tile;
+              const c: Choice = {
+                tile: t,
+                ...(sp === 1 ? { splits: 1, tps: 0 } : gemmSplitsOf(t, cols, sp)),
+              };
+              if (pad !== 1) c.pad = pad;
+              if (!same(c) && !choices.some((d) => JSON.stringify(d) === JSON.stringify(c))) choices.push(c);
+            }
           }
         }
       }
@@ -275,9 +292,11 @@ for (const dtype of dtypes) {
           pass.dispatchWorkgroups(...g2);
         }
       };
-      // a GPU just out of idle runs slower for about a second
-      for (const t0 = performance.now(); !warm && performance.now() - t0 < 1500;) await timeIt(product, reps);
+      // a GPU just out of idle runs slower for about a second: the first shape warms it up longer
+      const spin = first ? 1500 : 400;
+      for (const t0 = performance.now(); !warm && performance.now() - t0 < spin;) await timeIt(product, reps);
       warm = true;
+      first = false;
       const us = await timeIt(product, reps);
       results.push([us, choice]);
       if (choice === chosen) {

@@ -1555,6 +1555,8 @@ export interface GemmTile {
   BK: number;
   /** k-slices of threads per workgroup */
   KS: number;
+  /** 1: two k-tiles in workgroup memory, one barrier per k-tile */
+  DB?: number;
 }
 
 /**
