@@ -7,7 +7,7 @@
  *
  * ```sh
  * deno run -A --unstable-webgpu bench/gemm.ts [--reps 50] [--dtype f32,f16] [--sweep] [--only prefill]
- *   [--splits 1,2,4,8,16] [--pad 0,1] [--bk 16,32] [--tiles 64x64x4x4,64x32x4x4] [--db 0,1]
+ *   [--splits 1,2,4,8,16] [--pad 0,1] [--bk 16,32] [--tiles 64x64x4x4,64x32x4x4]
  * ```
  *
  * @module
@@ -28,9 +28,8 @@ const only = arg("only", "");
 const splitsSwept = arg("splits", "1,2,4,8,16").split(",").map(Number);
 const pads = arg("pad", "1").split(",").map(Number);
 const bks = arg("bk", "16,32").split(",").map(Number);
-// tiles the sweep tries, as BMxBNxTMxTN (all by default), and with DB (see wgsl/gemm.wgsl) 0 and/or 1
+// tiles the sweep tries, as BMxBNxTMxTN (all by default)
 const tiles = arg("tiles", "");
-const dbs = arg("db", "0").split(",").map(Number);
 const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
 if (!adapter) throw new Error("Cannot run bench/gemm.ts: no WebGPU adapter");
 const device = await adapter.requestDevice({
@@ -223,17 +222,9 @@ for (const dtype of dtypes) {
       for (const tile of candidates(m, cols)) {
         for (const sp of splitsSwept) {
           for (const pad of pads) {
-            for (const db of dbs) {
-              const { BM, BN, BK, KS } = tile;
-              if (db && 2 * KS * (BK * (BM + BN + 8) * 4) + KS * BM * BK + BM * 4 > storage) continue;
-              const t = db ? { ...tile, DB: 1 } : tile;
-              const c: Choice = {
-                tile: t,
-                ...(sp === 1 ? { splits: 1, tps: 0 } : gemmSplitsOf(t, cols, sp)),
-              };
-              if (pad !== 1) c.pad = pad;
-              if (!same(c) && !choices.some((d) => JSON.stringify(d) === JSON.stringify(c))) choices.push(c);
-            }
+            const c: Choice = { tile, ...(sp === 1 ? { splits: 1, tps: 0 } : gemmSplitsOf(tile, cols, sp)) };
+            if (pad !== 1) c.pad = pad;
+            if (!same(c) && !choices.some((d) => JSON.stringify(d) === JSON.stringify(c))) choices.push(c);
           }
         }
       }

@@ -97,8 +97,6 @@ override SV: u32 = BK * (XS + WS);
 // whether every thread's loads of a k-tile are all inside it (LX * NT = XV, LW * NT = WV)
 override XEVEN: bool = XV % NT == 0u;
 override WEVEN: bool = WV % NT == 0u;
-// Two k-tiles in workgroup memory (DB), alternately staged and read: one barrier per k-tile, not two.
-override DB: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -118,7 +116,7 @@ override DB: bool = false;
 @group(0) @binding(15) var<storage, read_write> xn: array<f32>;
 @group(0) @binding(16) var<storage, read_write> resid: array<f32>;
 
-var<workgroup> sh: array<vec4<f32>, KS * SV * select(1u, 2u, DB)>;
+var<workgroup> sh: array<vec4<f32>, KS * SV>;
 var<workgroup> rs: array<f32, KS * XV>;
 var<workgroup> scale: array<f32, BM>;
 
@@ -453,11 +451,7 @@ fn gemm(
     pw[q] = w_tile_at(j, o0, o, s4, k0, tl + q * NT, full);
   }
   for (var t = 0u; t < rounds; t++) {
-    // with DB the tile of round t - 1 is still being read: this one goes to the other half
-    let at = base + select(0u, (t % 2u) * KS * SV, DB);
-    if (!DB) {
-      workgroupBarrier();
-    }
+    workgroupBarrier();
     for (var q = 0u; q < LX; q++) {
       let e = tl + q * NT;
       if (XEVEN || e < XV) {
@@ -469,7 +463,7 @@ fn gemm(
           v *= nw4_at(k0 + kk);
         }
         for (var c = 0u; c < 4u; c++) {
-          sh[at + (kk + c) * XS + r / 4u][r % 4u] = v[c];
+          sh[base + (kk + c) * XS + r / 4u][r % 4u] = v[c];
         }
       }
     }
@@ -486,9 +480,9 @@ fn gemm(
           hi = vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w));
         }
         for (var c = 0u; c < 4u; c++) {
-          sh[at + BK * XS + (kk + c) * WS + r / 4u][r % 4u] = lo[c];
+          sh[base + BK * XS + (kk + c) * WS + r / 4u][r % 4u] = lo[c];
           if (F16) {
-            sh[at + BK * XS + (kk + 4u + c) * WS + r / 4u][r % 4u] = hi[c];
+            sh[base + BK * XS + (kk + 4u + c) * WS + r / 4u][r % 4u] = hi[c];
           }
         }
       }
@@ -505,8 +499,8 @@ fn gemm(
     }
     // Spelled out with constant indices, so that the sums stay in registers.
     for (var kk = 0u; kk < BK; kk++) {
-      let xk = at + kk * XS + t_m;
-      let wk = at + BK * XS + kk * WS + t_o;
+      let xk = base + kk * XS + t_m;
+      let wk = base + BK * XS + kk * WS + t_o;
       let u0 = sh[xk];
       let v0 = sh[wk];
       a0 += u0.x * v0;

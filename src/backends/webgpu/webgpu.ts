@@ -1555,8 +1555,6 @@ export interface GemmTile {
   BK: number;
   /** k-slices of threads per workgroup */
   KS: number;
-  /** 1: two k-tiles in workgroup memory, one barrier per k-tile */
-  DB?: number;
 }
 
 /**
@@ -1578,7 +1576,10 @@ const GEMM_MIN_TILES = 4;
  * BM rows of x per workgroup as few as cover m (8, 16, 32, 64 from 33 rows on), the first tile that
  * makes GEMM_MIN_GROUPS workgroups (else the one that makes most), then k-slices while workgroups
  * are few and threads, k-tiles per slice and workgroup memory (`storage` bytes) allow.
- * (128 x 128 and 128 x 64 tiles were slower than 64 x 64 on an H100 through Vulkan, bench/gemm.ts.)
+ * (128 x 128 and 128 x 64 tiles were slower than 64 x 64 on an H100 through Vulkan, bench/gemm.ts.
+ * Swept again with timestamp queries after the checks-free loads, f32, prefill in_proj at m = 512:
+ * 64 x 64 206 us, 64 x 32 in 2 k-slices 251, 64 x 64 with 32-column k-tiles 798; two k-tiles in
+ * workgroup memory with one barrier each ran slower too: out_proj 133 against 108 us.)
  */
 export function gemmTile(
   m: number,
