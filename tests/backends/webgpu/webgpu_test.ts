@@ -436,6 +436,8 @@ Deno.test({
         plans.set(JSON.stringify({ tile, splits }), { tile, splits });
         plans.set(JSON.stringify({ tile, splits: 1 }), { tile, splits: 1 });
       }
+      // one f16 backend for all plans (each backend compiles its pipelines anew: seconds on llvmpipe)
+      const f16 = await createWebGpuBackend({ dtype: "f16" });
       for (const plan of plans.values()) {
         for (const [m, d, o1, o2] of [[150, 96, 160, 64], [70, 75, 37, 9]]) {
           await t.step(
@@ -444,7 +446,6 @@ Deno.test({
             }, m ${m}, d ${d}, f32 and f16`,
             async () => {
               GEMM_TUNING.plan = plan;
-              const f16 = await createWebGpuBackend({ dtype: "f16" });
               try {
                 for (const [be, round] of [[gpu, false], [f16, true]] as const) {
                   const w = (n: number, seed: number) => round ? halfRound(rand(n, seed)) : rand(n, seed);
@@ -472,12 +473,12 @@ Deno.test({
                 }
               } finally {
                 GEMM_TUNING.plan = undefined;
-                await f16.dispose();
               }
             },
           );
         }
       }
+      await f16.dispose();
 
       await t.step("gemmSplits() splits k while workgroups are few and k-slices keep 4 k-tiles", () => {
         const tile = (BK: number, KS: number) => ({ BM: 64, BN: 32, TM: 4, TN: 4, BK, KS });
