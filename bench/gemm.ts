@@ -6,7 +6,8 @@
  * One JSON object per line.
  *
  * ```sh
- * deno run -A --unstable-webgpu bench/gemm.ts [--reps 50] [--dtype f32,f16] [--sweep]
+ * deno run -A --unstable-webgpu bench/gemm.ts [--reps 50] [--dtype f32,f16] [--sweep] [--only prefill]
+ *   [--splits 1,2,4,8,16] [--pad 0,1] [--bk 16,32] [--tiles 64x64x4x4,64x32x4x4]
  * ```
  *
  * @module
@@ -22,9 +23,17 @@ const arg = (name: string, dflt: string) => {
 const reps = Number(arg("reps", "50"));
 const dtypes = arg("dtype", "f32,f16").split(",");
 const sweep = Deno.args.includes("--sweep");
+// shapes whose name contains this; the splits and PAD values (see wgsl/gemm.wgsl) the sweep tries
+const only = arg("only", "");
+const splitsSwept = arg("splits", "1,2,4,8,16").split(",").map(Number);
+const pads = arg("pad", "1").split(",").map(Number);
+const bks = arg("bk", "16,32").split(",").map(Number);
+// tiles the sweep tries, as BMxBNxTMxTN (all by default)
+const tiles = arg("tiles", "");
 const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
 if (!adapter) throw new Error("Cannot run bench/gemm.ts: no WebGPU adapter");
 const device = await adapter.requestDevice({
+  requiredFeatures: adapter.features.has("timestamp-query") ? ["timestamp-query"] : [],
   requiredLimits: {
     maxStorageBuffersPerShaderStage: 16,
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
@@ -52,6 +61,7 @@ const buffer = (data: ArrayBufferView) => {
 // name, m, rows of each matrix, cols, has_norm
 const shapes: [string, number, number[], number, number][] = [
   ["prefill in_proj (norm)", 512, [1536, 1536], 768, 1],
+  ["prefill in_proj without norm", 512, [1536, 1536], 768, 0],
   ["prefill out_proj", 512, [768], 1536, 0],
   ["prefill x_proj", 512, [48, 16, 16], 1536, 0],
   ["prefill dt_proj", 512, [1536], 48, 0],
@@ -80,6 +90,9 @@ const TILES: [number, number, number, number][] = [
   [128, 128, 8, 8],
   [128, 64, 8, 4],
   [64, 64, 8, 8],
+  [128, 64, 8, 8],
+  [64, 128, 4, 8],
+  [64, 128, 8, 4],
 ];
 
 /** A tile and its splits of k (tps: k-tiles per split). */
@@ -87,17 +100,19 @@ interface Choice {
   tile: GemmTile;
   splits: number;
   tps: number;
+  pad?: number;
 }
 
 function candidates(m: number, cols: number): GemmTile[] {
   const out: GemmTile[] = [];
   for (const [BM, BN, TM, TN] of TILES) {
+    if (tiles && !tiles.split(",").includes(`${BM}x${BN}x${TM}x${TN}`)) continue;
     if (BM > 2 * Math.max(m, 8) || (m > 64 && BM < 64)) continue;
     const nt = (BM / TM) * (BN / TN);
-    for (const BK of [16, 32]) {
+    for (const BK of bks) {
       for (let KS = 1; KS * nt <= 256; KS *= 2) {
         const lx = Math.ceil((BM * BK) / 4 / nt), lw = Math.ceil((BN * BK) / 4 / nt);
-        const bytes = KS * (BK * (BM + BN) * 4 + BM * BK) + BM * 4;
+        const bytes = KS * (BK * (BM + BN + 8) * 4 + BM * BK) + BM * 4;
         if (lx > 8 || lw > 8 || bytes > storage || (KS - 1) * BM * BN > KS * BK * (BM + BN)) continue;
         if (KS > 1 && Math.ceil(cols / BK) < 2 * KS) continue;
         out.push({ BM, BN, TM, TN, BK, KS });
@@ -109,39 +124,80 @@ function candidates(m: number, cols: number): GemmTile[] {
 
 let module: GPUShaderModule | undefined;
 const pipelines = new Map<string, GPUComputePipeline>();
-function pipeline(f16: boolean, tile: GemmTile): GPUComputePipeline {
-  const key = f16 + JSON.stringify(tile);
+function pipeline(f16: boolean, tile: GemmTile, pad: number): GPUComputePipeline {
+  const key = f16 + JSON.stringify(tile) + pad;
   let p = pipelines.get(key);
   if (!p) {
     module ??= device.createShaderModule({ code: SHADERS.gemm });
     p = device.createComputePipeline({
       layout: "auto",
-      compute: { module, entryPoint: "gemm", constants: { ...tile, F16: f16 ? 1 : 0 } },
+      compute: {
+        module,
+        entryPoint: "gemm",
+        constants: { ...tile, F16: f16 ? 1 : 0, ...(pad === 1 ? {} : { PAD: pad }) },
+      },
     });
     pipelines.set(key, p);
   }
   return p;
 }
 
+const stamps = device.features.has("timestamp-query")
+  ? {
+    set: device.createQuerySet({ type: "timestamp", count: 2 }),
+    resolve: device.createBuffer({ size: 16, usage: 0x200 | 0x4 }),
+  }
+  : undefined;
+
+/**
+ * Microseconds per call of `fn`: by timestamp queries around one pass of r calls where the device has
+ * them (the best of 3), else by the wall clock (r and 2r calls, each followed by one wait).
+ */
 async function timeIt(fn: (pass: GPUComputePassEncoder) => void, r: number): Promise<number> {
   const run = async (k: number) => {
     const t0 = performance.now();
     const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    const pass = enc.beginComputePass(
+      stamps
+        ? { timestampWrites: { querySet: stamps.set, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }
+        : {},
+    );
     for (let i = 0; i < k; i++) fn(pass);
     pass.end();
+    let read: GPUBuffer | undefined;
+    if (stamps) {
+      read = device.createBuffer({ size: 16, usage: 0x1 | 0x8 });
+      enc.resolveQuerySet(stamps.set, 0, 2, stamps.resolve, 0);
+      enc.copyBufferToBuffer(stamps.resolve, 0, read, 0, 16);
+    }
     device.queue.submit([enc.finish()]);
+    if (read) {
+      await read.mapAsync(1);
+      const [a, b] = new BigInt64Array(read.getMappedRange());
+      const ns = Number(b - a);
+      read.unmap();
+      read.destroy();
+      return ns / 1e6;
+    }
     await device.queue.onSubmittedWorkDone();
     return performance.now() - t0;
   };
   await run(2);
   let best = Infinity;
-  for (let t = 0; t < 3; t++) best = Math.min(best, (await run(2 * r)) - (await run(r)));
+  for (let t = 0; t < 3; t++) {
+    best = Math.min(best, stamps ? await run(r) : (await run(2 * r)) - (await run(r)));
+  }
   return (best / r) * 1000;
 }
 
+/** Whether the GPU ran the current shape for a while (its clocks rise after idle times). */
+let warm = false;
+let first = true;
+
 for (const dtype of dtypes) {
   for (const [name, m, rows, cols, norm] of shapes) {
+    if (!new RegExp(only).test(name)) continue;
+    warm = false;
     const stride = Math.ceil(cols / 8) * 8;
     const ws = rows.map((o) => {
       const w = rand(o * cols, 1 / Math.sqrt(cols));
@@ -164,9 +220,12 @@ for (const dtype of dtypes) {
     const choices: Choice[] = [chosen];
     if (sweep) {
       for (const tile of candidates(m, cols)) {
-        for (const sp of [1, 2, 4, 8, 16]) {
-          const c = { tile, ...(sp === 1 ? { splits: 1, tps: 0 } : gemmSplitsOf(tile, cols, sp)) };
-          if (!same(c) && !choices.some((d) => JSON.stringify(d) === JSON.stringify(c))) choices.push(c);
+        for (const sp of splitsSwept) {
+          for (const pad of pads) {
+            const c: Choice = { tile, ...(sp === 1 ? { splits: 1, tps: 0 } : gemmSplitsOf(tile, cols, sp)) };
+            if (pad !== 1) c.pad = pad;
+            if (!same(c) && !choices.some((d) => JSON.stringify(d) === JSON.stringify(c))) choices.push(c);
+          }
         }
       }
     }
@@ -174,7 +233,7 @@ for (const dtype of dtypes) {
     const part = buffer(new Float32Array(16 * m * (rows.reduce((a, o) => a + o, 0) + 4 * 128)));
     for (const choice of choices) {
       const { tile, splits, tps } = choice;
-      const p = pipeline(dtype === "f16", tile);
+      const p = pipeline(dtype === "f16", tile, choice.pad ?? 1);
       const starts = [0, 0, 0, 0], os = [0, 0, 0, 0];
       let total = 0;
       for (let j = 0; j < 4; j++) {
@@ -215,7 +274,7 @@ for (const dtype of dtypes) {
       const g2 = grid(
         Math.ceil((m * total * tile.BN) / ((tile.BM / tile.TM) * (tile.BN / tile.TN) * tile.KS)),
       );
-      const us = await timeIt((pass) => {
+      const product = (pass: GPUComputePassEncoder) => {
         pass.setPipeline(p);
         pass.setBindGroup(0, one);
         pass.dispatchWorkgroups(...g1);
@@ -223,7 +282,13 @@ for (const dtype of dtypes) {
           pass.setBindGroup(0, two);
           pass.dispatchWorkgroups(...g2);
         }
-      }, reps);
+      };
+      // a GPU just out of idle runs slower for about a second: the first shape warms it up longer
+      const spin = first ? 1500 : 400;
+      for (const t0 = performance.now(); !warm && performance.now() - t0 < spin;) await timeIt(product, reps);
+      warm = true;
+      first = false;
+      const us = await timeIt(product, reps);
       results.push([us, choice]);
       if (choice === chosen) {
         // check sampled outputs of the last matrix against f64 sums (f16-rounded weights for f16)
@@ -257,10 +322,11 @@ for (const dtype of dtypes) {
       tflops: +(flops / r[0] / 1e6).toFixed(2),
       tile: r[1].tile,
       splits: r[1].splits,
+      ...(r[1].pad !== undefined ? { pad: r[1].pad } : {}),
     });
     const mine = results.find((r) => r[1] === chosen)!;
     console.log(
-      JSON.stringify({ dtype, name, m, rows, cols, chosen: show(mine), best: results.slice(0, 4).map(show) }),
+      JSON.stringify({ dtype, name, m, rows, cols, chosen: show(mine), best: results.slice(0, 6).map(show) }),
     );
   }
 }

@@ -10,8 +10,10 @@
 // Register-tiled: a workgroup computes a BM x BN tile of out_j (BM rows of x, BN rows of w_j), each
 // thread a TM x TN block of it (rows 4 * (t_m + q * NTM) + 0..3, columns 4 * (t_o + q * NTO) + 0..3).
 // Each k-tile, BK columns of x and of w_j, is read from memory once per workgroup (the next one into
-// registers while the threads multiply the current one), stored transposed in workgroup memory, and
-// each thread reads TM / 4 + TN / 4 vec4 of it per k for TM * TN multiply-adds. KS slices of NT
+// registers while the threads multiply the current one), stored transposed in workgroup memory (rows
+// of BM / 4 + PAD and BN / 4 + PAD vec4 per k), and each thread reads TM / 4 + TN / 4 vec4 of it per
+// k for TM * TN multiply-adds. Workgroups whose tile lies inside x and w_j, on rows of a multiple of
+// BK, load without bounds checks (vec4 of x where i is a multiple of 4). KS slices of NT
 // threads split the k-tiles (slice s takes tiles s, s + KS, ...) and add their sums at the end, so
 // that small tiles (small m) still make workgroups of many threads.
 // With has_norm, x is staged times norm_w, the sums of squares of its rows are taken while staging,
@@ -30,11 +32,11 @@
 // | binding | name    | access     | type      | shape                                         |
 // |---------|---------|------------|-----------|-----------------------------------------------|
 // | 0       | p       | uniform    | Params    | o, start, has_bias, m, i, s4, count, ...      |
-// | 1       | x       | read       | f32       | (m, i)                                        |
+// | 1       | x       | read       | vec4<f32> | (m, i) f32, bound as vec4 (its buffer to 16 bytes) |
 // | 2..5    | out_j   | read_write | f32       | (m, o_j)                                      |
 // | 6..9    | w_j     | read       | vec4<u32> | (o_j, 4 * s4 / PER): PER values each, zero padded |
 // | 10..13  | bias_j  | read       | f32       | (o_j), read when has_bias[j] = 1              |
-// | 14      | norm_w  | read       | f32       | (i), read when has_norm = 1                   |
+// | 14      | norm_w  | read       | vec4<f32> | (i) f32 as x, read when has_norm = 1          |
 // | 15      | xn      | read_write | f32       | (m, i), written when has_norm = 1; phases 1, 2: |
 // |         |         |            |           | part (see above) without has_norm            |
 // | 16      | resid   | read_write | f32       | (m, o_0), updated when has_resid = 1; phases  |
@@ -85,11 +87,19 @@ override XV: u32 = BM * BK / 4u;
 override WV: u32 = BN * BK / PER;
 override LX: u32 = (XV + NT - 1u) / NT;
 override LW: u32 = (WV + NT - 1u) / NT;
-// vec4 of workgroup memory per k-slice: x tile [k][BM / 4], then w tile [k][BN / 4]
-override SV: u32 = BK * (BM + BN) / 4u;
+// vec4 per k of the x tile and of the w tile in workgroup memory (PAD more than BM / 4 and BN / 4:
+// the transposing stores of a warp then meet in fewer banks)
+override PAD: u32 = 1;
+override XS: u32 = BM / 4u + PAD;
+override WS: u32 = BN / 4u + PAD;
+// vec4 of workgroup memory per k-slice: x tile [k][XS], then w tile [k][WS]
+override SV: u32 = BK * (XS + WS);
+// whether every thread's loads of a k-tile are all inside it (LX * NT = XV, LW * NT = WV)
+override XEVEN: bool = XV % NT == 0u;
+override WEVEN: bool = WV % NT == 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> out0: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out1: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out2: array<f32>;
@@ -102,7 +112,7 @@ override SV: u32 = BK * (BM + BN) / 4u;
 @group(0) @binding(11) var<storage, read> bias1: array<f32>;
 @group(0) @binding(12) var<storage, read> bias2: array<f32>;
 @group(0) @binding(13) var<storage, read> bias3: array<f32>;
-@group(0) @binding(14) var<storage, read> norm_w: array<f32>;
+@group(0) @binding(14) var<storage, read> norm_w: array<vec4<f32>>;
 @group(0) @binding(15) var<storage, read_write> xn: array<f32>;
 @group(0) @binding(16) var<storage, read_write> resid: array<f32>;
 
@@ -127,12 +137,13 @@ fn w_at(j: u32, idx: u32) -> vec4<u32> {
   }
 }
 
-// Load e of a k-tile of w_j from column k0 on (zero past the matrix): row o0 + e / (BK / PER).
-fn w_tile_at(j: u32, o0: u32, o: u32, s4: u32, k0: u32, e: u32) -> vec4<u32> {
+// Load e of a k-tile of w_j from column k0 on (zero past the matrix): row o0 + e / (BK / PER);
+// `full` as for x_tile_at (and the tile's rows inside w_j).
+fn w_tile_at(j: u32, o0: u32, o: u32, s4: u32, k0: u32, e: u32, full: bool) -> vec4<u32> {
   let i_o = o0 + e / (BK / PER);
   let kv = k0 / PER + e % (BK / PER);
   let row = 4u * s4 / PER;
-  if (e < WV && i_o < o && kv < row) {
+  if (full || ((WEVEN || e < WV) && i_o < o && kv < row)) {
     return w_at(j, i_o * row + kv);
   }
   return vec4<u32>(0u);
@@ -195,52 +206,80 @@ fn finish(j: u32, i_m: u32, o: u32, i_o: u32, v: f32) {
   }
 }
 
-/** x[i_m, i_i .. i_i + 3], zeros past the row or past m. */
+/** x[idx] (x is bound as vec4). */
+fn x_at(idx: u32) -> f32 {
+  return x[idx / 4u][idx % 4u];
+}
+
+fn nw_at(i_i: u32) -> f32 {
+  return norm_w[i_i / 4u][i_i % 4u];
+}
+
+/** x[i_m, i_i .. i_i + 3] (i_i a multiple of 4), zeros past the row or past m. */
 fn x4_at(i_m: u32, i_i: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (i_m < p.m) {
-    let base = i_m * p.i;
-    if (i_i + 3u < p.i) {
-      let at = base + i_i;
-      return vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]);
+    let at = i_m * p.i + i_i;
+    if (p.i % 4u == 0u && i_i + 3u < p.i) {
+      return x[at / 4u];
     }
     for (var c = 0u; c < 4u; c++) {
       if (i_i + c < p.i) {
-        v[c] = x[base + i_i + c];
+        v[c] = x_at(at + c);
       }
     }
   }
   return v;
 }
 
+/** norm_w[i_i .. i_i + 3] (i_i a multiple of 4), zeros past the row. */
 fn nw4_at(i_i: u32) -> vec4<f32> {
+  if (i_i + 3u < p.i) {
+    return norm_w[i_i / 4u];
+  }
   var v = vec4<f32>(0.0);
   for (var c = 0u; c < 4u; c++) {
     if (i_i + c < p.i) {
-      v[c] = norm_w[i_i + c];
+      v[c] = nw_at(i_i + c);
     }
   }
   return v;
 }
 
-/** Whether acc[q] holds sums: q = 8 * qa + 4 * qb + r, qa < TM / 4, qb < TN / 4. */
+/**
+ * Load e of the k-tile of x from column k0 on for the rows m0.. (row m0 + e / (BK / 4)); `full`: the
+ * tile lies inside x and p.i is a multiple of BK, so no checks.
+ */
+fn x_tile_at(m0: u32, k0: u32, e: u32, full: bool) -> vec4<f32> {
+  let r = e / (BK / 4u);
+  let kk = 4u * (e % (BK / 4u));
+  if (full) {
+    return x[((m0 + r) * p.i + k0 + kk) / 4u];
+  }
+  if (!XEVEN && e >= XV) {
+    return vec4<f32>(0.0);
+  }
+  return x4_at(m0 + r, k0 + kk);
+}
+
+/** Whether a<q> (see gemm) holds sums: q = 8 * qa + 4 * qb + r, qa < TM / 4, qb < TN / 4. */
 fn used(q: u32) -> bool {
   return q / 8u < TM / 4u && (q % 8u) / 4u < TN / 4u;
 }
 
-/** The place of acc[q] among the TM * TN / 4 vec4 a thread holds. */
+/** The place of a<q> among the TM * TN / 4 vec4 a thread holds. */
 fn packed(q: u32) -> u32 {
   return (q / 8u) * (TN / 4u) * 4u + q % 8u;
 }
 
-/** A k-slice other than 0 leaves acc[q] of thread tl in `sh`. */
+/** A k-slice other than 0 leaves a<q> of thread tl in `sh`. */
 fn park(q: u32, slice: u32, tl: u32, v: vec4<f32>) {
   if (used(q)) {
     sh[((slice - 1u) * (TM * TN / 4u) + packed(q)) * NT + tl] = v;
   }
 }
 
-/** The sum of acc[q] of thread tl over the k-slices other than 0. */
+/** The sum of a<q> of thread tl over the k-slices other than 0. */
 fn gather(q: u32, tl: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (used(q)) {
@@ -251,7 +290,7 @@ fn gather(q: u32, tl: u32) -> vec4<f32> {
   return v;
 }
 
-/** Writes acc[q] of this thread: row 4 * (t_m + qa * NTM) + r, columns 4 * (t_o + qb * NTO) + 0..3. */
+/** Writes a<q> of this thread: row 4 * (t_m + qa * NTM) + r, columns 4 * (t_o + qb * NTO) + 0..3. */
 fn put(q: u32, v4: vec4<f32>) {
   if (!used(q)) {
     return;
@@ -311,7 +350,7 @@ fn reduce(e: u32) {
     sc = 1.0 / sqrt(ss / f32(p.i) + p.eps);
     for (var i_i = col; i_i < p.i; i_i += cols) {
       let idx = i_m * p.i + i_i;
-      xn[idx] = x[idx] * sc * norm_w[i_i];
+      xn[idx] = x_at(idx) * sc * nw_at(i_i);
     }
   }
   let g = col / BN;
@@ -365,14 +404,32 @@ fn gemm(
   let o0 = (g - p.start[j]) * BN;
   let o = p.o[j];
   let s4 = p.s4;
-  let slice = lid / NT;
-  let tl = lid % NT;
+  let slice = select(0u, lid / NT, KS > 1u);
+  let tl = select(lid, lid % NT, KS > 1u);
   let t_o = tl % NTO;
   let t_m = tl / NTO;
   let base = slice * SV;
   ep = Place(sp, g, m0, o0, o, j, t_m, t_o);
 
-  var acc: array<vec4<f32>, 16>; // [TM / 4][TN / 4][4]: acc[8 * qa + 4 * qb + r] for row 4 * qa + r, columns 4 * qb ..
+  // The sums: a<q> for q = 8 * qa + 4 * qb + r, row 4 * qa + r, columns 4 * qb .. of the thread's
+  // block (qa < TM / 4, qb < TN / 4). Named values rather than an array: the driver then keeps them
+  // in registers (an array of them ran 20% slower on an H100).
+  var a0 = vec4<f32>(0.0);
+  var a1 = vec4<f32>(0.0);
+  var a2 = vec4<f32>(0.0);
+  var a3 = vec4<f32>(0.0);
+  var a4 = vec4<f32>(0.0);
+  var a5 = vec4<f32>(0.0);
+  var a6 = vec4<f32>(0.0);
+  var a7 = vec4<f32>(0.0);
+  var a8 = vec4<f32>(0.0);
+  var a9 = vec4<f32>(0.0);
+  var a10 = vec4<f32>(0.0);
+  var a11 = vec4<f32>(0.0);
+  var a12 = vec4<f32>(0.0);
+  var a13 = vec4<f32>(0.0);
+  var a14 = vec4<f32>(0.0);
+  var a15 = vec4<f32>(0.0);
   var px: array<vec4<f32>, 8>; // x loads of the next k-tile
   var pw: array<vec4<u32>, 8>; // w loads of the next k-tile (PER values each)
   var ss: array<f32, 8>; // sums of squares of the rows this thread stages
@@ -384,20 +441,20 @@ fn gemm(
     tiles = min(tiles - first, p.tps);
   }
   let rounds = (tiles + KS - 1u) / KS;
+  // Tiles inside x and w_j on rows of whole k-tiles load without checks (a uniform branch).
+  let full = m0 + BM <= p.m && o0 + BN <= o && p.i % BK == 0u && XEVEN && WEVEN;
   var k0 = (first + slice) * BK;
   for (var q = 0u; q < LX; q++) {
-    let e = tl + q * NT;
-    px[q] = x4_at(m0 + e / (BK / 4u), k0 + 4u * (e % (BK / 4u)));
+    px[q] = x_tile_at(m0, k0, tl + q * NT, full);
   }
   for (var q = 0u; q < LW; q++) {
-    let e = tl + q * NT;
-    pw[q] = w_tile_at(j, o0, o, s4, k0, e);
+    pw[q] = w_tile_at(j, o0, o, s4, k0, tl + q * NT, full);
   }
   for (var t = 0u; t < rounds; t++) {
     workgroupBarrier();
     for (var q = 0u; q < LX; q++) {
       let e = tl + q * NT;
-      if (e < XV) {
+      if (XEVEN || e < XV) {
         let r = e / (BK / 4u);
         let kk = 4u * (e % (BK / 4u));
         var v = px[q];
@@ -406,13 +463,13 @@ fn gemm(
           v *= nw4_at(k0 + kk);
         }
         for (var c = 0u; c < 4u; c++) {
-          sh[base + (kk + c) * (BM / 4u) + r / 4u][r % 4u] = v[c];
+          sh[base + (kk + c) * XS + r / 4u][r % 4u] = v[c];
         }
       }
     }
     for (var q = 0u; q < LW; q++) {
       let e = tl + q * NT;
-      if (e < WV) {
+      if (WEVEN || e < WV) {
         let r = e / (BK / PER);
         let kk = PER * (e % (BK / PER));
         let wv = pw[q];
@@ -423,9 +480,9 @@ fn gemm(
           hi = vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w));
         }
         for (var c = 0u; c < 4u; c++) {
-          sh[base + BK * BM / 4u + (kk + c) * (BN / 4u) + r / 4u][r % 4u] = lo[c];
+          sh[base + BK * XS + (kk + c) * WS + r / 4u][r % 4u] = lo[c];
           if (F16) {
-            sh[base + BK * BM / 4u + (kk + 4u + c) * (BN / 4u) + r / 4u][r % 4u] = hi[c];
+            sh[base + BK * XS + (kk + 4u + c) * WS + r / 4u][r % 4u] = hi[c];
           }
         }
       }
@@ -434,43 +491,41 @@ fn gemm(
     if (t + 1u < rounds) {
       let k1 = k0 + KS * BK;
       for (var q = 0u; q < LX; q++) {
-        let e = tl + q * NT;
-        px[q] = x4_at(m0 + e / (BK / 4u), k1 + 4u * (e % (BK / 4u)));
+        px[q] = x_tile_at(m0, k1, tl + q * NT, full);
       }
       for (var q = 0u; q < LW; q++) {
-        let e = tl + q * NT;
-        pw[q] = w_tile_at(j, o0, o, s4, k1, e);
+        pw[q] = w_tile_at(j, o0, o, s4, k1, tl + q * NT, full);
       }
     }
     // Spelled out with constant indices, so that the sums stay in registers.
     for (var kk = 0u; kk < BK; kk++) {
-      let xk = base + kk * (BM / 4u) + t_m;
-      let wk = base + BK * BM / 4u + kk * (BN / 4u) + t_o;
-      let a0 = sh[xk];
-      let b0 = sh[wk];
-      acc[0] += a0.x * b0;
-      acc[1] += a0.y * b0;
-      acc[2] += a0.z * b0;
-      acc[3] += a0.w * b0;
+      let xk = base + kk * XS + t_m;
+      let wk = base + BK * XS + kk * WS + t_o;
+      let u0 = sh[xk];
+      let v0 = sh[wk];
+      a0 += u0.x * v0;
+      a1 += u0.y * v0;
+      a2 += u0.z * v0;
+      a3 += u0.w * v0;
       if (TN == 8u) {
-        let b1 = sh[wk + NTO];
-        acc[4] += a0.x * b1;
-        acc[5] += a0.y * b1;
-        acc[6] += a0.z * b1;
-        acc[7] += a0.w * b1;
+        let v1 = sh[wk + NTO];
+        a4 += u0.x * v1;
+        a5 += u0.y * v1;
+        a6 += u0.z * v1;
+        a7 += u0.w * v1;
       }
       if (TM == 8u) {
-        let a1 = sh[xk + NTM];
-        acc[8] += a1.x * b0;
-        acc[9] += a1.y * b0;
-        acc[10] += a1.z * b0;
-        acc[11] += a1.w * b0;
+        let u1 = sh[xk + NTM];
+        a8 += u1.x * v0;
+        a9 += u1.y * v0;
+        a10 += u1.z * v0;
+        a11 += u1.w * v0;
         if (TN == 8u) {
-          let b1 = sh[wk + NTO];
-          acc[12] += a1.x * b1;
-          acc[13] += a1.y * b1;
-          acc[14] += a1.z * b1;
-          acc[15] += a1.w * b1;
+          let v1 = sh[wk + NTO];
+          a12 += u1.x * v1;
+          a13 += u1.y * v1;
+          a14 += u1.z * v1;
+          a15 += u1.w * v1;
         }
       }
     }
@@ -500,76 +555,80 @@ fn gemm(
     }
     workgroupBarrier();
     if (p.phase == 0u && g == 0u) {
-      for (var e = lid; e < BM * p.i; e += WG) {
-        let r = e / p.i;
-        let i_i = e % p.i;
+      // xn a vec4 at a time (4 columns of a row; fewer past a row's end where i is no multiple of 4)
+      let i4 = (p.i + 3u) / 4u;
+      for (var e = lid; e < BM * i4; e += WG) {
+        let r = e / i4;
+        let i_i = 4u * (e % i4);
         if (m0 + r < p.m) {
+          let v = x4_at(m0 + r, i_i) * scale[r] * nw4_at(i_i);
           let idx = (m0 + r) * p.i + i_i;
-          xn[idx] = x[idx] * scale[r] * norm_w[i_i];
+          for (var c = 0u; c < min(4u, p.i - i_i); c++) {
+            xn[idx + c] = v[c];
+          }
         }
       }
     }
   }
 
-  // The other k-slices leave their sums in `sh`; slice 0 adds them to its own. (acc is only ever
-  // indexed by constants, here and below, so that it stays in registers.)
+  // The other k-slices leave their sums in `sh`; slice 0 adds them to its own.
   if (KS > 1u) {
     workgroupBarrier();
     if (slice > 0u) {
-      park(0u, slice, tl, acc[0]);
-      park(1u, slice, tl, acc[1]);
-      park(2u, slice, tl, acc[2]);
-      park(3u, slice, tl, acc[3]);
-      park(4u, slice, tl, acc[4]);
-      park(5u, slice, tl, acc[5]);
-      park(6u, slice, tl, acc[6]);
-      park(7u, slice, tl, acc[7]);
-      park(8u, slice, tl, acc[8]);
-      park(9u, slice, tl, acc[9]);
-      park(10u, slice, tl, acc[10]);
-      park(11u, slice, tl, acc[11]);
-      park(12u, slice, tl, acc[12]);
-      park(13u, slice, tl, acc[13]);
-      park(14u, slice, tl, acc[14]);
-      park(15u, slice, tl, acc[15]);
+      park(0u, slice, tl, a0);
+      park(1u, slice, tl, a1);
+      park(2u, slice, tl, a2);
+      park(3u, slice, tl, a3);
+      park(4u, slice, tl, a4);
+      park(5u, slice, tl, a5);
+      park(6u, slice, tl, a6);
+      park(7u, slice, tl, a7);
+      park(8u, slice, tl, a8);
+      park(9u, slice, tl, a9);
+      park(10u, slice, tl, a10);
+      park(11u, slice, tl, a11);
+      park(12u, slice, tl, a12);
+      park(13u, slice, tl, a13);
+      park(14u, slice, tl, a14);
+      park(15u, slice, tl, a15);
     }
     workgroupBarrier();
     if (slice == 0u) {
-      acc[0] += gather(0u, tl);
-      acc[1] += gather(1u, tl);
-      acc[2] += gather(2u, tl);
-      acc[3] += gather(3u, tl);
-      acc[4] += gather(4u, tl);
-      acc[5] += gather(5u, tl);
-      acc[6] += gather(6u, tl);
-      acc[7] += gather(7u, tl);
-      acc[8] += gather(8u, tl);
-      acc[9] += gather(9u, tl);
-      acc[10] += gather(10u, tl);
-      acc[11] += gather(11u, tl);
-      acc[12] += gather(12u, tl);
-      acc[13] += gather(13u, tl);
-      acc[14] += gather(14u, tl);
-      acc[15] += gather(15u, tl);
+      a0 += gather(0u, tl);
+      a1 += gather(1u, tl);
+      a2 += gather(2u, tl);
+      a3 += gather(3u, tl);
+      a4 += gather(4u, tl);
+      a5 += gather(5u, tl);
+      a6 += gather(6u, tl);
+      a7 += gather(7u, tl);
+      a8 += gather(8u, tl);
+      a9 += gather(9u, tl);
+      a10 += gather(10u, tl);
+      a11 += gather(11u, tl);
+      a12 += gather(12u, tl);
+      a13 += gather(13u, tl);
+      a14 += gather(14u, tl);
+      a15 += gather(15u, tl);
     }
   }
   if (slice != 0u) {
     return;
   }
-  put(0u, acc[0]);
-  put(1u, acc[1]);
-  put(2u, acc[2]);
-  put(3u, acc[3]);
-  put(4u, acc[4]);
-  put(5u, acc[5]);
-  put(6u, acc[6]);
-  put(7u, acc[7]);
-  put(8u, acc[8]);
-  put(9u, acc[9]);
-  put(10u, acc[10]);
-  put(11u, acc[11]);
-  put(12u, acc[12]);
-  put(13u, acc[13]);
-  put(14u, acc[14]);
-  put(15u, acc[15]);
+  put(0u, a0);
+  put(1u, a1);
+  put(2u, a2);
+  put(3u, a3);
+  put(4u, a4);
+  put(5u, a5);
+  put(6u, a6);
+  put(7u, a7);
+  put(8u, a8);
+  put(9u, a9);
+  put(10u, a10);
+  put(11u, a11);
+  put(12u, a12);
+  put(13u, a13);
+  put(14u, a14);
+  put(15u, a15);
 }

@@ -916,7 +916,11 @@ export class WebGpuBackend implements Backend {
     const rows = pl.items.map((it) => it.rows);
     const storage = this.#device.limits.maxComputeWorkgroupStorageSize;
     const threads = this.adapter.isFallbackAdapter ? GEMM_FALLBACK_THREADS : GEMM_MAX_THREADS;
-    const { tile, splits, tps } = gemmPlan(pl.m, rows, pl.cols, storage, threads, !(pl.norm && pl.resid));
+    const canSplit = !(pl.norm && pl.resid);
+    const forced = GEMM_TUNING.plan;
+    const { tile, splits, tps } = forced && (forced.splits === 1 || canSplit)
+      ? { tile: forced.tile, ...gemmSplitsOf(forced.tile, pl.cols, forced.splits) }
+      : gemmPlan(pl.m, rows, pl.cols, storage, threads, canSplit);
     const n = pl.items.length;
     const { os, starts, hasBias, total } = groupsOf(pl, tile.BN);
     const buffers = this.#linearBuffers(pl, slotsOf(pl), pl.resid?.buffer ?? this.#dummyRw);
@@ -1812,7 +1816,10 @@ const GEMM_MIN_TILES = 4;
  * BM rows of x per workgroup as few as cover m (8, 16, 32, 64 from 33 rows on), the first tile that
  * makes GEMM_MIN_GROUPS workgroups (else the one that makes most), then k-slices while workgroups
  * are few and threads, k-tiles per slice and workgroup memory (`storage` bytes) allow.
- * (128 x 128 and 128 x 64 tiles were slower than 64 x 64 on an H100 through Vulkan, bench/gemm.ts.)
+ * (128 x 128 and 128 x 64 tiles were slower than 64 x 64 on an H100 through Vulkan, bench/gemm.ts.
+ * Swept again with timestamp queries after the checks-free loads, f32, prefill in_proj at m = 512:
+ * 64 x 64 206 us, 64 x 32 in 2 k-slices 251, 64 x 64 with 32-column k-tiles 798; two k-tiles in
+ * workgroup memory with one barrier each ran slower too: out_proj 133 against 108 us.)
  */
 export function gemmTile(
   m: number,
@@ -1837,7 +1844,7 @@ export function gemmTile(
   const [BM, BN, TM, TN] = fits.find(([bm, bn]) => groups(bm, bn) >= GEMM_MIN_GROUPS) ?? most;
   const BK = maxThreads <= GEMM_FALLBACK_THREADS ? 8 : 16;
   const threads = (BM / TM) * (BN / TN);
-  const bytes = (ks: number) => ks * (BK * (BM + BN) * 4 + BM * BK) + BM * 4;
+  const bytes = (ks: number) => ks * (BK * (BM + BN + 8) * 4 + BM * BK) + BM * 4;
   let KS = 1;
   while (
     groups(BM, BN) < 2 * GEMM_MIN_GROUPS && 2 * KS * threads <= maxThreads &&
@@ -1921,6 +1928,13 @@ export function gemmPlan(
   const split = gemmSplits(big, groups, cols, 12, 1024);
   return split.splits > 1 ? { tile: big, ...split } : whole;
 }
+
+/**
+ * For benchmarks and tests: `plan` replaces gemmPlan's choice for every product of the tiled kernel,
+ * its tile and about its number of splits of k (none where the splits' sums have no binding), so
+ * that the plans chosen for a large GPU run at small sizes too.
+ */
+export const GEMM_TUNING: { plan?: { tile: GemmTile; splits: number } } = {};
 
 /** Products on up to this many rows of x (from 2) go to the split-k kernels. */
 const SPLITK_MAX_M = 32;

@@ -4,7 +4,10 @@ import { JsBackend } from "../../../src/backends/js/js.ts";
 import {
   createWebGpuBackend,
   fromHalf,
+  GEMM_TUNING,
+  gemmPlan,
   gemmSplits,
+  type GemmTile,
   gemmTile,
   isFallback,
   LINEAR_TUNING,
@@ -426,6 +429,59 @@ Deno.test({
           for (let j = 0; j < a.length; j++) close(a[j], b[j], 5e-5, `split output ${j}`);
         },
       );
+
+      // The plans of the tiled kernel on a large GPU (256 threads), forced at small sizes: tiles inside
+      // and across the edges of x and w, rows of whole k-tiles and not, f32 and f16, with the norm, two
+      // matrices, a bias and the residual add fused, split over k or not.
+      const plans = new Map<string, { tile: GemmTile; splits: number }>();
+      for (const [rows, cols] of [[[1536, 1536], 768], [[768], 1536], [[48, 16, 16], 1536]] as const) {
+        const { tile, splits } = gemmPlan(512, [...rows], cols, 49152, 256, true);
+        plans.set(JSON.stringify({ tile, splits }), { tile, splits });
+        plans.set(JSON.stringify({ tile, splits: 1 }), { tile, splits: 1 });
+      }
+      // one f16 backend for all plans (each backend compiles its pipelines anew: seconds on llvmpipe)
+      const f16 = await createWebGpuBackend({ dtype: "f16" });
+      for (const plan of plans.values()) {
+        for (const [m, d, o1, o2] of [[150, 96, 160, 64], [70, 75, 37, 9]]) {
+          await t.step(
+            `rmsNorm() -> linear() x2 -> linear() -> add() matches js on the tiled kernel's plan ${
+              JSON.stringify(plan)
+            }, m ${m}, d ${d}, f32 and f16`,
+            async () => {
+              GEMM_TUNING.plan = plan;
+              try {
+                for (const [be, round] of [[gpu, false], [f16, true]] as const) {
+                  const w = (n: number, seed: number) => round ? halfRound(rand(n, seed)) : rand(n, seed);
+                  const [a, b] = await both(be, (be) => ({
+                    hidden: be.upload(rand(m * d, 110, -2, 2), [m, d]),
+                    nw: be.upload(rand(d, 111), [d]),
+                    xn: be.zeros([m, d]),
+                    w1: be.uploadMatrix(w(o1 * d, 112), [o1, d]),
+                    w2: be.uploadMatrix(w(o2 * d, 113), [o2, d]),
+                    b2: be.upload(rand(o2, 114), [o2]),
+                    y1: be.zeros([m, o1]),
+                    y2: be.zeros([m, o2]),
+                    wo: be.uploadMatrix(w(d * o1, 115), [d, o1]),
+                    o: be.zeros([m, d]),
+                  }), (be, x) => {
+                    be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
+                    be.linear(x.y1, x.w1, x.xn);
+                    be.linear(x.y2, x.w2, x.xn, x.b2);
+                    be.linear(x.o, x.wo, x.y1);
+                    be.add(x.hidden, x.hidden, x.o);
+                  }, ["xn", "y1", "y2", "o", "hidden"]);
+                  for (let j = 0; j < a.length; j++) {
+                    close(a[j], b[j], 1e-4, `output ${j}${round ? " (f16)" : ""}`);
+                  }
+                }
+              } finally {
+                GEMM_TUNING.plan = undefined;
+              }
+            },
+          );
+        }
+      }
+      await f16.dispose();
 
       await t.step("gemmSplits() splits k while workgroups are few and k-slices keep 4 k-tiles", () => {
         const tile = (BK: number, KS: number) => ({ BM: 64, BN: 32, TM: 4, TN: 4, BK, KS });
