@@ -968,9 +968,11 @@ export class WebGpuBackend implements Backend {
 
   conv1dSilu(out: Tensor, x: Tensor, w: Tensor, bias: Tensor | undefined, state: Tensor): void {
     const pl = this.#pendingLinear;
+    // One new step: the conv runs in the epilogue of the product that makes x, for one sequence
+    // (matvec1) or 2..32 on split-k (its reduce).
     if (
-      pl && pl.m >= 2 && pl.items.length <= 2 && !pl.resid && !pl.conv && !pl.argmax &&
-      this.#route(pl) === "splitk"
+      pl && pl.items.length <= 2 && !pl.resid && !pl.conv && !pl.argmax &&
+      (pl.m === 1 || (pl.m >= 2 && this.#route(pl) === "splitk"))
     ) {
       const xs = gt(x), ws = gt(w), o = gt(out), st = gt(state);
       const at = pl.items.findIndex((it) => it.out === xs);
@@ -980,25 +982,10 @@ export class WebGpuBackend implements Backend {
         at >= 0 && b === pl.m && l === 1 && c === pl.items[at].rows && ws.shape[0] === c &&
         st.size === b * c * (k - 1) && !writes(pl, o) && !writes(pl, st) && o !== xs && o !== st
       ) {
-        // One new step of 2..32 sequences: the conv runs in the epilogue of split-k's reduce of x.
         if (at !== 0) pl.items.unshift(...pl.items.splice(at, 1));
         pl.conv = { out: o, w: ws, bias: bias ? gt(bias) : undefined, state: st, k };
-        this.#emit();
-        return;
-      }
-    }
-    if (pl && pl.m === 1 && pl.items.length <= 2 && !pl.resid && !pl.conv && !pl.argmax) {
-      const xs = gt(x), ws = gt(w);
-      const at = pl.items.findIndex((it) => it.out === xs);
-      const o = gt(out);
-      if (
-        at >= 0 && xs.shape[1] === 1 && xs.shape[2] === pl.items[at].rows && ws.shape[0] === xs.shape[2] &&
-        !writes(pl, o) && o !== xs
-      ) {
-        // One new step of one sequence: the conv runs in the epilogue of the product that makes x.
-        if (at !== 0) pl.items.unshift(...pl.items.splice(at, 1));
-        pl.conv = { out: o, w: ws, bias: bias ? gt(bias) : undefined, state: gt(state), k: ws.shape[1] };
-        // still held: x_proj's products on `out` may join it (see #holdAfterConv)
+        // one sequence: still held, as x_proj's products on `out` may join it (see #holdAfterConv)
+        if (pl.m !== 1) this.#emit();
         return;
       }
     }
