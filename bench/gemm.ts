@@ -7,13 +7,16 @@
  *
  * ```sh
  * deno run -A --unstable-webgpu bench/gemm.ts [--reps 50] [--dtype f32,f16] [--sweep] [--only prefill]
- *   [--splits 1,2,4,8,16] [--pad 0,1] [--bk 16,32] [--tiles 64x64x4x4,64x32x4x4]
+ *   [--splits 1,2,4,8,16] [--pad 0,1] [--bk 16,32] [--tiles 64x64x4x4,64x32x4x4] [--full 0]
  * ```
+ *
+ * Products that lie in full tiles run the kernel's pipeline without bounds logic (FULL), as the
+ * backend does; `--full 0` runs the general one.
  *
  * @module
  */
 
-import { gemmPlan, gemmSplitsOf, type GemmTile, toHalf } from "../src/backends/webgpu/webgpu.ts";
+import { gemmFull, gemmPlan, gemmSplitsOf, type GemmTile, toHalf } from "../src/backends/webgpu/webgpu.ts";
 import { SHADERS } from "../src/backends/webgpu/_shaders.ts";
 
 const arg = (name: string, dflt: string) => {
@@ -30,6 +33,7 @@ const pads = arg("pad", "1").split(",").map(Number);
 const bks = arg("bk", "16,32").split(",").map(Number);
 // tiles the sweep tries, as BMxBNxTMxTN (all by default)
 const tiles = arg("tiles", "");
+const fullOk = arg("full", "1") !== "0";
 const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
 if (!adapter) throw new Error("Cannot run bench/gemm.ts: no WebGPU adapter");
 const device = await adapter.requestDevice({
@@ -124,8 +128,8 @@ function candidates(m: number, cols: number): GemmTile[] {
 
 let module: GPUShaderModule | undefined;
 const pipelines = new Map<string, GPUComputePipeline>();
-function pipeline(f16: boolean, tile: GemmTile, pad: number): GPUComputePipeline {
-  const key = f16 + JSON.stringify(tile) + pad;
+function pipeline(f16: boolean, tile: GemmTile, pad: number, full: boolean): GPUComputePipeline {
+  const key = f16 + JSON.stringify(tile) + pad + full;
   let p = pipelines.get(key);
   if (!p) {
     module ??= device.createShaderModule({ code: SHADERS.gemm });
@@ -134,7 +138,12 @@ function pipeline(f16: boolean, tile: GemmTile, pad: number): GPUComputePipeline
       compute: {
         module,
         entryPoint: "gemm",
-        constants: { ...tile, F16: f16 ? 1 : 0, ...(pad === 1 ? {} : { PAD: pad }) },
+        constants: {
+          ...tile,
+          F16: f16 ? 1 : 0,
+          ...(pad === 1 ? {} : { PAD: pad }),
+          ...(full ? { FULL: 1 } : {}),
+        },
       },
     });
     pipelines.set(key, p);
@@ -233,7 +242,8 @@ for (const dtype of dtypes) {
     const part = buffer(new Float32Array(16 * m * (rows.reduce((a, o) => a + o, 0) + 4 * 128)));
     for (const choice of choices) {
       const { tile, splits, tps } = choice;
-      const p = pipeline(dtype === "f16", tile, choice.pad ?? 1);
+      const full = fullOk && gemmFull(tile, m, rows, cols, dtype === "f16");
+      const p = pipeline(dtype === "f16", tile, choice.pad ?? 1, full);
       const starts = [0, 0, 0, 0], os = [0, 0, 0, 0];
       let total = 0;
       for (let j = 0; j < 4; j++) {
@@ -319,6 +329,7 @@ for (const dtype of dtypes) {
     results.sort((a, b) => a[0] - b[0]);
     const show = (r: [number, Choice]) => ({
       us: +r[0].toFixed(1),
+      full: fullOk && gemmFull(r[1].tile, m, rows, cols, dtype === "f16"),
       tflops: +(flops / r[0] / 1e6).toFixed(2),
       tile: r[1].tile,
       splits: r[1].splits,

@@ -80,6 +80,9 @@ override NTO: u32 = BN / TN;
 override NT: u32 = NTM * NTO;
 override WG: u32 = NT * KS;
 override F16: bool = false;
+// The whole product lies in full tiles (m a multiple of BM, each o_j of BN, i of BK; XEVEN, WEVEN): a
+// pipeline of its own, without any bounds logic.
+override FULL: bool = false;
 // weight values per vec4<u32>
 override PER: u32 = select(4u, 8u, F16);
 // vec4 of x (vec4<u32> of w) per k-tile, and loads of them per thread
@@ -143,7 +146,7 @@ fn w_tile_at(j: u32, o0: u32, o: u32, s4: u32, k0: u32, e: u32, full: bool) -> v
   let i_o = o0 + e / (BK / PER);
   let kv = k0 / PER + e % (BK / PER);
   let row = 4u * s4 / PER;
-  if (full || ((WEVEN || e < WV) && i_o < o && kv < row)) {
+  if (FULL || full || ((WEVEN || e < WV) && i_o < o && kv < row)) {
     return w_at(j, i_o * row + kv);
   }
   return vec4<u32>(0u);
@@ -234,7 +237,7 @@ fn x4_at(i_m: u32, i_i: u32) -> vec4<f32> {
 
 /** norm_w[i_i .. i_i + 3] (i_i a multiple of 4), zeros past the row. */
 fn nw4_at(i_i: u32) -> vec4<f32> {
-  if (i_i + 3u < p.i) {
+  if (FULL || i_i + 3u < p.i) {
     return norm_w[i_i / 4u];
   }
   var v = vec4<f32>(0.0);
@@ -253,7 +256,7 @@ fn nw4_at(i_i: u32) -> vec4<f32> {
 fn x_tile_at(m0: u32, k0: u32, e: u32, full: bool) -> vec4<f32> {
   let r = e / (BK / 4u);
   let kk = 4u * (e % (BK / 4u));
-  if (full) {
+  if (FULL || full) {
     return x[((m0 + r) * p.i + k0 + kk) / 4u];
   }
   if (!XEVEN && e >= XV) {
@@ -297,7 +300,7 @@ fn put(q: u32, v4: vec4<f32>) {
   }
   let row = 4u * (ep.t_m + (q / 8u) * NTM) + q % 4u;
   let i_m = ep.m0 + row;
-  if (i_m >= p.m) {
+  if (!FULL && i_m >= p.m) {
     return;
   }
   var sc = 1.0;
@@ -308,10 +311,10 @@ fn put(q: u32, v4: vec4<f32>) {
     let col = 4u * (ep.t_o + ((q % 8u) / 4u) * NTO) + c;
     let i_o = ep.o0 + col;
     if (p.phase == 1u) {
-      if (i_o < ep.o) {
+      if (FULL || i_o < ep.o) {
         part_put((ep.s * p.m + i_m) * p.total * BN + ep.g * BN + col, v4[c]);
       }
-    } else if (i_o < ep.o) {
+    } else if (FULL || i_o < ep.o) {
       finish(ep.j, i_m, ep.o, i_o, v4[c] * sc);
     }
   }
@@ -442,7 +445,7 @@ fn gemm(
   }
   let rounds = (tiles + KS - 1u) / KS;
   // Tiles inside x and w_j on rows of whole k-tiles load without checks (a uniform branch).
-  let full = m0 + BM <= p.m && o0 + BN <= o && p.i % BK == 0u && XEVEN && WEVEN;
+  let full = FULL || (m0 + BM <= p.m && o0 + BN <= o && p.i % BK == 0u && XEVEN && WEVEN);
   var k0 = (first + slice) * BK;
   for (var q = 0u; q < LX; q++) {
     px[q] = x_tile_at(m0, k0, tl + q * NT, full);

@@ -10,7 +10,7 @@
  * - Weights are uploaded once. Matrices keep rows padded to a multiple of 8 columns (for vec4 loads);
  *   with `dtype: "f16"` they are stored as f16 pairs packed in u32 and unpacked with unpack2x16float
  *   (no shader-f16 feature needed), accumulating in f32. f32 is the default and the exact one.
- * - `zeros` tensors come from a pool of buffers by size (refilled with zeros by a kernel).
+ * - `zeros` tensors come from a pool of buffers by size (cleared with clearBuffer between passes).
  * - A failed pipeline, a validation error or a lost device is a BackendError at the next read.
  *
  * @module
@@ -54,7 +54,6 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   copy: ["rw", "rw"],
   embed: ["rw", "read", "read"],
   embed_f16: ["rw", "read", "read"],
-  fill: ["rw"],
   gated_rms_norm: ["rw", "rw", "read", "read"],
   gemm: MATVEC_BINDINGS,
   matvec: MATVEC_BINDINGS,
@@ -366,6 +365,8 @@ export class WebGpuBackend implements Backend {
   #offset = new Uint32Array(1);
   #encoder?: GPUCommandEncoder;
   #pass?: GPUComputePassEncoder;
+  /** pooled buffers handed out by zeros, to be cleared (clearBuffer, between passes) before the next op */
+  #clears: GPUBuffer[] = [];
   #lastPipeline?: GPUComputePipeline;
   #dummyRead: GPUBuffer;
   #dummyRw: GPUBuffer;
@@ -447,7 +448,8 @@ export class WebGpuBackend implements Backend {
     const size = Math.max(16, Math.ceil(bytes / 16) * 16);
     const reuse = this.#pool.get(size)?.pop();
     const buf = reuse ?? this.#buffer(size);
-    if (reuse) this.#fill(buf, size / 4, 0);
+    // a pooled buffer is cleared before the next op: clears in a row share one break of the pass
+    if (reuse) this.#clears.push(buf);
     return new GpuTensor([...shape], dtype, buf, bytes);
   }
 
@@ -910,6 +912,12 @@ export class WebGpuBackend implements Backend {
 
   /** Products on m >= 2 rows of x (and rows too long for matvec): the tiled kernel, wgsl/gemm.wgsl. */
   #gemm(pl: PendingLinear): void {
+    const norm = pl.norm;
+    if (norm && pl.m > MATVEC_MAX_M && GEMM_TUNING.prenorm !== false) {
+      // Prefill: the norm as a pass of its own (xn written once), then the plain product on xn.
+      this.#rmsNorm(norm.out, norm.x, norm.w, norm.eps, norm.m, norm.d);
+      pl = { ...pl, norm: undefined };
+    }
     for (const d of this.#gemmDispatches(pl)) this.#replay(d);
   }
 
@@ -938,7 +946,9 @@ export class WebGpuBackend implements Backend {
       nmb,
       total,
     ];
-    const constants = { ...tile, F16: pl.packed === "f16" ? 1 : 0 };
+    const f16 = pl.packed === "f16";
+    const constants: Record<string, number> = { ...tile, F16: f16 ? 1 : 0 };
+    if (GEMM_TUNING.full !== false && gemmFull(tile, pl.m, rows, pl.cols, f16)) constants.FULL = 1;
     const params = [...os, ...starts, ...hasBias, ...flags];
     const types = "uuuuuuuuuuuuuuuuuufuuuuu";
     if (splits === 1) {
@@ -1423,10 +1433,6 @@ export class WebGpuBackend implements Backend {
     return buf;
   }
 
-  #fill(buf: GPUBuffer, words: number, value: number): void {
-    this.#run("fill", {}, [buf], [words, value, 0, 0], "uuuu", this.#grid1(words, 256));
-  }
-
   /** Workgroups for `n` threads in groups of `wg`, split over x and y. */
   #grid1(n: number, wg: number): [number, number, number] {
     return this.#grid2(Math.ceil(n / wg));
@@ -1589,6 +1595,7 @@ export class WebGpuBackend implements Backend {
     y: number,
     z: number,
   ): void {
+    if (this.#clears.length > 0) this.#endPass(); // the clears first
     const pass = this.#pass ?? this.#computePass();
     if (pipeline !== this.#lastPipeline) {
       pass.setPipeline(pipeline);
@@ -1721,18 +1728,24 @@ export class WebGpuBackend implements Backend {
     return this.#pass;
   }
 
+  /** Ends the compute pass, if any, and records the clears that zeros asked for. */
   #endPass(): GPUCommandEncoder {
     if (this.#pass) {
       this.#pass.end();
       this.#pass = undefined;
     }
-    return this.#encoder ??= this.#device.createCommandEncoder();
+    const encoder = this.#encoder ??= this.#device.createCommandEncoder();
+    if (this.#clears.length > 0) {
+      for (const buf of this.#clears) encoder.clearBuffer(buf);
+      this.#clears = [];
+    }
+    return encoder;
   }
 
   /** Submits what was recorded, with its Params. */
   #flush(): void {
     this.#emit();
-    if (!this.#encoder) return;
+    if (!this.#encoder && this.#clears.length === 0) return;
     const encoder = this.#endPass();
     if (this.#slots > 0) this.#device.queue.writeBuffer(this.#uniform, 0, this.#arena, 0, this.#slots * SLOT);
     const commands = encoder.finish();
@@ -1936,7 +1949,25 @@ export function gemmPlan(
  * its tile and about its number of splits of k (none where the splits' sums have no binding), so
  * that the plans chosen for a large GPU run at small sizes too.
  */
-export const GEMM_TUNING: { plan?: { tile: GemmTile; splits: number } } = {};
+export const GEMM_TUNING: {
+  plan?: { tile: GemmTile; splits: number };
+  /** false: products that lie in full tiles run the general pipeline too (see gemmFull) */
+  full?: boolean;
+  /** false: the RMSNorm before a product on more than 32 rows of x stays fused into it */
+  prenorm?: boolean;
+} = {};
+
+/**
+ * Whether m rows of x times matrices of `rows` rows and `cols` columns lie in full tiles of `tile`,
+ * with every thread's loads of a k-tile inside it: then the tiled kernel runs a pipeline without
+ * bounds logic (wgsl/gemm.wgsl, FULL).
+ */
+export function gemmFull(tile: GemmTile, m: number, rows: number[], cols: number, f16: boolean): boolean {
+  const threads = (tile.BM / tile.TM) * (tile.BN / tile.TN);
+  const xv = (tile.BM * tile.BK) / 4, wv = (tile.BN * tile.BK) / (f16 ? 8 : 4);
+  return m % tile.BM === 0 && rows.every((r) => r % tile.BN === 0) && cols % tile.BK === 0 &&
+    xv % threads === 0 && wv % threads === 0;
+}
 
 /** Products on up to this many rows of x (from 2) go to the split-k kernels. */
 const SPLITK_MAX_M = 32;
