@@ -89,6 +89,7 @@ const TILES: [number, number, number, number][] = [
   [32, 128, 4, 8],
   [64, 64, 8, 4],
   [64, 32, 4, 4],
+  [64, 16, 4, 4],
   [64, 64, 4, 4],
   [64, 128, 8, 8],
   [128, 128, 8, 8],
@@ -242,7 +243,7 @@ for (const dtype of dtypes) {
     const part = buffer(new Float32Array(16 * m * (rows.reduce((a, o) => a + o, 0) + 4 * 128)));
     for (const choice of choices) {
       const { tile, splits, tps } = choice;
-      const full = fullOk && gemmFull(tile, m, rows, cols, dtype === "f16");
+      const full = fullOk && gemmFull(tile, m, rows, cols);
       const p = pipeline(dtype === "f16", tile, choice.pad ?? 1, full);
       const starts = [0, 0, 0, 0], os = [0, 0, 0, 0];
       let total = 0;
@@ -329,7 +330,7 @@ for (const dtype of dtypes) {
     results.sort((a, b) => a[0] - b[0]);
     const show = (r: [number, Choice]) => ({
       us: +r[0].toFixed(1),
-      full: fullOk && gemmFull(r[1].tile, m, rows, cols, dtype === "f16"),
+      full: fullOk && gemmFull(r[1].tile, m, rows, cols),
       tflops: +(flops / r[0] / 1e6).toFixed(2),
       tile: r[1].tile,
       splits: r[1].splits,

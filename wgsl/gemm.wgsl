@@ -80,8 +80,8 @@ override NTO: u32 = BN / TN;
 override NT: u32 = NTM * NTO;
 override WG: u32 = NT * KS;
 override F16: bool = false;
-// The whole product lies in full tiles (m a multiple of BM, each o_j of BN, i of BK; XEVEN, WEVEN): a
-// pipeline of its own, without any bounds logic.
+// The whole product lies in full tiles (m a multiple of BM, each o_j of BN, i of BK; XEVEN): a
+// pipeline of its own, without bounds logic.
 override FULL: bool = false;
 // weight values per vec4<u32>
 override PER: u32 = select(4u, 8u, F16);
@@ -141,12 +141,12 @@ fn w_at(j: u32, idx: u32) -> vec4<u32> {
 }
 
 // Load e of a k-tile of w_j from column k0 on (zero past the matrix): row o0 + e / (BK / PER);
-// `full` as for x_tile_at (and the tile's rows inside w_j).
+// `full` as for x_tile_at (and the tile's rows inside w_j); loads past the k-tile (e >= WV) skipped.
 fn w_tile_at(j: u32, o0: u32, o: u32, s4: u32, k0: u32, e: u32, full: bool) -> vec4<u32> {
   let i_o = o0 + e / (BK / PER);
   let kv = k0 / PER + e % (BK / PER);
   let row = 4u * s4 / PER;
-  if (FULL || full || ((WEVEN || e < WV) && i_o < o && kv < row)) {
+  if ((WEVEN || e < WV) && (FULL || full || (i_o < o && kv < row))) {
     return w_at(j, i_o * row + kv);
   }
   return vec4<u32>(0u);
@@ -384,6 +384,62 @@ struct Place {
 
 var<private> ep: Place;
 
+// The sums: a<q> for q = 8 * qa + 4 * qb + r, row 4 * qa + r, columns 4 * qb .. of the thread's
+// block (qa < TM / 4, qb < TN / 4). Named values rather than an array: the driver then keeps them
+// in registers (an array of them ran 20% slower on an H100); private, for mac.
+var<private> a0: vec4<f32>;
+var<private> a1: vec4<f32>;
+var<private> a2: vec4<f32>;
+var<private> a3: vec4<f32>;
+var<private> a4: vec4<f32>;
+var<private> a5: vec4<f32>;
+var<private> a6: vec4<f32>;
+var<private> a7: vec4<f32>;
+var<private> a8: vec4<f32>;
+var<private> a9: vec4<f32>;
+var<private> a10: vec4<f32>;
+var<private> a11: vec4<f32>;
+var<private> a12: vec4<f32>;
+var<private> a13: vec4<f32>;
+var<private> a14: vec4<f32>;
+var<private> a15: vec4<f32>;
+
+/**
+ * The multiply-adds of one k of the tile in workgroup memory: x at xk, w at wk. Called several times
+ * per loop iteration: the loop's iteration bound (added to every WGSL loop) keeps the driver from
+ * unrolling it, and its counting cost as much as a k's multiply-adds.
+ */
+fn mac(xk: u32, wk: u32) {
+  let u0 = sh[xk];
+  let v0 = sh[wk];
+  a0 += u0.x * v0;
+  a1 += u0.y * v0;
+  a2 += u0.z * v0;
+  a3 += u0.w * v0;
+  if (TN == 8u) {
+    let v1 = sh[wk + NTO];
+    a4 += u0.x * v1;
+    a5 += u0.y * v1;
+    a6 += u0.z * v1;
+    a7 += u0.w * v1;
+  }
+  if (TM == 8u) {
+    let u1 = sh[xk + NTM];
+    a8 += u1.x * v0;
+    a9 += u1.y * v0;
+    a10 += u1.z * v0;
+    a11 += u1.w * v0;
+    if (TN == 8u) {
+      let v1 = sh[wk + NTO];
+      a12 += u1.x * v1;
+      a13 += u1.y * v1;
+      a14 += u1.z * v1;
+      a15 += u1.w * v1;
+    }
+  }
+}
+
+
 @compute @workgroup_size(WG)
 fn gemm(
   @builtin(local_invocation_index) lid: u32,
@@ -414,25 +470,6 @@ fn gemm(
   let base = slice * SV;
   ep = Place(sp, g, m0, o0, o, j, t_m, t_o);
 
-  // The sums: a<q> for q = 8 * qa + 4 * qb + r, row 4 * qa + r, columns 4 * qb .. of the thread's
-  // block (qa < TM / 4, qb < TN / 4). Named values rather than an array: the driver then keeps them
-  // in registers (an array of them ran 20% slower on an H100).
-  var a0 = vec4<f32>(0.0);
-  var a1 = vec4<f32>(0.0);
-  var a2 = vec4<f32>(0.0);
-  var a3 = vec4<f32>(0.0);
-  var a4 = vec4<f32>(0.0);
-  var a5 = vec4<f32>(0.0);
-  var a6 = vec4<f32>(0.0);
-  var a7 = vec4<f32>(0.0);
-  var a8 = vec4<f32>(0.0);
-  var a9 = vec4<f32>(0.0);
-  var a10 = vec4<f32>(0.0);
-  var a11 = vec4<f32>(0.0);
-  var a12 = vec4<f32>(0.0);
-  var a13 = vec4<f32>(0.0);
-  var a14 = vec4<f32>(0.0);
-  var a15 = vec4<f32>(0.0);
   var px: array<vec4<f32>, 8>; // x loads of the next k-tile
   var pw: array<vec4<u32>, 8>; // w loads of the next k-tile (PER values each)
   var ss: array<f32, 8>; // sums of squares of the rows this thread stages
@@ -445,7 +482,7 @@ fn gemm(
   }
   let rounds = (tiles + KS - 1u) / KS;
   // Tiles inside x and w_j on rows of whole k-tiles load without checks (a uniform branch).
-  let full = FULL || (m0 + BM <= p.m && o0 + BN <= o && p.i % BK == 0u && XEVEN && WEVEN);
+  let full = FULL || (m0 + BM <= p.m && o0 + BN <= o && p.i % BK == 0u && XEVEN);
   var k0 = (first + slice) * BK;
   for (var q = 0u; q < LX; q++) {
     px[q] = x_tile_at(m0, k0, tl + q * NT, full);
@@ -465,9 +502,11 @@ fn gemm(
           ss[q] += dot(v, v);
           v *= nw4_at(k0 + kk);
         }
-        for (var c = 0u; c < 4u; c++) {
-          sh[base + (kk + c) * XS + r / 4u][r % 4u] = v[c];
-        }
+        let at = base + kk * XS + r / 4u;
+        sh[at][r % 4u] = v.x;
+        sh[at + XS][r % 4u] = v.y;
+        sh[at + 2u * XS][r % 4u] = v.z;
+        sh[at + 3u * XS][r % 4u] = v.w;
       }
     }
     for (var q = 0u; q < LW; q++) {
@@ -482,11 +521,16 @@ fn gemm(
           lo = vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y));
           hi = vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w));
         }
-        for (var c = 0u; c < 4u; c++) {
-          sh[base + BK * XS + (kk + c) * WS + r / 4u][r % 4u] = lo[c];
-          if (F16) {
-            sh[base + BK * XS + (kk + 4u + c) * WS + r / 4u][r % 4u] = hi[c];
-          }
+        let at = base + BK * XS + kk * WS + r / 4u;
+        sh[at][r % 4u] = lo.x;
+        sh[at + WS][r % 4u] = lo.y;
+        sh[at + 2u * WS][r % 4u] = lo.z;
+        sh[at + 3u * WS][r % 4u] = lo.w;
+        if (F16) {
+          sh[at + 4u * WS][r % 4u] = hi.x;
+          sh[at + 5u * WS][r % 4u] = hi.y;
+          sh[at + 6u * WS][r % 4u] = hi.z;
+          sh[at + 7u * WS][r % 4u] = hi.w;
         }
       }
     }
@@ -500,37 +544,18 @@ fn gemm(
         pw[q] = w_tile_at(j, o0, o, s4, k1, tl + q * NT, full);
       }
     }
-    // Spelled out with constant indices, so that the sums stay in registers.
-    for (var kk = 0u; kk < BK; kk++) {
+    // 8 k a round (BK is a multiple of 8)
+    for (var kk = 0u; kk < BK; kk += 8u) {
       let xk = base + kk * XS + t_m;
       let wk = base + BK * XS + kk * WS + t_o;
-      let u0 = sh[xk];
-      let v0 = sh[wk];
-      a0 += u0.x * v0;
-      a1 += u0.y * v0;
-      a2 += u0.z * v0;
-      a3 += u0.w * v0;
-      if (TN == 8u) {
-        let v1 = sh[wk + NTO];
-        a4 += u0.x * v1;
-        a5 += u0.y * v1;
-        a6 += u0.z * v1;
-        a7 += u0.w * v1;
-      }
-      if (TM == 8u) {
-        let u1 = sh[xk + NTM];
-        a8 += u1.x * v0;
-        a9 += u1.y * v0;
-        a10 += u1.z * v0;
-        a11 += u1.w * v0;
-        if (TN == 8u) {
-          let v1 = sh[wk + NTO];
-          a12 += u1.x * v1;
-          a13 += u1.y * v1;
-          a14 += u1.z * v1;
-          a15 += u1.w * v1;
-        }
-      }
+      mac(xk, wk);
+      mac(xk + XS, wk + WS);
+      mac(xk + 2u * XS, wk + 2u * WS);
+      mac(xk + 3u * XS, wk + 3u * WS);
+      mac(xk + 4u * XS, wk + 4u * WS);
+      mac(xk + 5u * XS, wk + 5u * WS);
+      mac(xk + 6u * XS, wk + 6u * WS);
+      mac(xk + 7u * XS, wk + 7u * WS);
     }
     k0 += KS * BK;
   }

@@ -946,9 +946,8 @@ export class WebGpuBackend implements Backend {
       nmb,
       total,
     ];
-    const f16 = pl.packed === "f16";
-    const constants: Record<string, number> = { ...tile, F16: f16 ? 1 : 0 };
-    if (GEMM_TUNING.full !== false && gemmFull(tile, pl.m, rows, pl.cols, f16)) constants.FULL = 1;
+    const constants: Record<string, number> = { ...tile, F16: pl.packed === "f16" ? 1 : 0 };
+    if (GEMM_TUNING.full !== false && gemmFull(tile, pl.m, rows, pl.cols)) constants.FULL = 1;
     const params = [...os, ...starts, ...hasBias, ...flags];
     const types = "uuuuuuuuuuuuuuuuuufuuuuu";
     if (splits === 1) {
@@ -1918,7 +1917,9 @@ export interface GemmPlan {
  * splits' sums then have no binding). On an adapter of GEMM_MAX_THREADS threads, the tiles and
  * splits that were fastest on an H100 (bench/gemm.ts --sweep; mamba-130m, f32, us):
  * m = 512: x_proj 93 -> 34 to 57 (64 x 64, 8 splits), out_proj 158 -> 95 to 121 (64 x 64, 8 splits),
- * spread over runs on two machines. Products
+ * spread over runs on two machines; after the k loop was unrolled, out_proj 71 with 4 splits against
+ * 75 with 8 and 94 with 2 or 16, x_proj 32.5 with 8 against 65 with 16 (splits are doubled while the
+ * workgroups stay within 384). Products
  * on 2..32 rows of x go to the split-k kernels instead (see SPLITK_MIN_OUTPUTS), or are not split.
  * On a fallback adapter: gemmTile's tile, split while k-slices keep GEMM_MIN_TILES k-tiles.
  */
@@ -1940,7 +1941,7 @@ export function gemmPlan(
   const big: GemmTile = { BM: 64, BN: 64, TM: 4, TN: 4, BK: 16, KS: 1 };
   const groups = gemmGroups(m, rows, big.BM, big.BN);
   if (groups >= 2 * GEMM_MIN_GROUPS) return whole;
-  const split = gemmSplits(big, groups, cols, 12, 1024);
+  const split = gemmSplits(big, groups, cols, 12, 384);
   return split.splits > 1 ? { tile: big, ...split } : whole;
 }
 
@@ -1959,14 +1960,13 @@ export const GEMM_TUNING: {
 
 /**
  * Whether m rows of x times matrices of `rows` rows and `cols` columns lie in full tiles of `tile`,
- * with every thread's loads of a k-tile inside it: then the tiled kernel runs a pipeline without
+ * with every thread's loads of x in a k-tile inside it: then the tiled kernel runs a pipeline without
  * bounds logic (wgsl/gemm.wgsl, FULL).
  */
-export function gemmFull(tile: GemmTile, m: number, rows: number[], cols: number, f16: boolean): boolean {
+export function gemmFull(tile: GemmTile, m: number, rows: number[], cols: number): boolean {
   const threads = (tile.BM / tile.TM) * (tile.BN / tile.TN);
-  const xv = (tile.BM * tile.BK) / 4, wv = (tile.BN * tile.BK) / (f16 ? 8 : 4);
   return m % tile.BM === 0 && rows.every((r) => r % tile.BN === 0) && cols % tile.BK === 0 &&
-    xv % threads === 0 && wv % threads === 0;
+    ((tile.BM * tile.BK) / 4) % threads === 0;
 }
 
 /** Products on up to this many rows of x (from 2) go to the split-k kernels. */

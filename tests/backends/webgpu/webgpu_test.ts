@@ -5,6 +5,7 @@ import {
   createWebGpuBackend,
   fromHalf,
   GEMM_TUNING,
+  gemmFull,
   gemmPlan,
   gemmSplits,
   type GemmTile,
@@ -24,7 +25,7 @@ import { BackendError } from "../../../src/errors.ts";
 import { maxAbsDiff } from "../../_fixtures.ts";
 import { GREEDY } from "../../../src/generate/sampler.ts";
 import type { ModelConfig } from "../../../src/config.ts";
-import { mamba1Block, mamba1Scratch, type Mamba1Weights } from "../../../src/model/mamba1.ts";
+import { mamba1Block, mamba1Scratch, mamba1State, type Mamba1Weights } from "../../../src/model/mamba1.ts";
 
 const adapter = await requestAdapter();
 const ignore = !adapter;
@@ -442,15 +443,19 @@ Deno.test({
       // one f16 backend for all plans (each backend compiles its pipelines anew: seconds on llvmpipe)
       const f16 = await createWebGpuBackend({ dtype: "f16" });
       for (const plan of plans.values()) {
-        for (const [m, d, o1, o2] of [[150, 96, 160, 64], [70, 75, 37, 9]]) {
+        // the last shape in whole tiles: the pipeline without bounds logic (FULL)
+        for (const [m, d, o1, o2] of [[150, 96, 160, 64], [70, 75, 37, 9], [128, 128, 128, 64]]) {
           await t.step(
             `rmsNorm() -> linear() x2 -> linear() -> add() matches js on the tiled kernel's plan ${
               JSON.stringify(plan)
-            }, m ${m}, d ${d}, f32 and f16`,
+            }, m ${m}, d ${d}, f32 and f16, the norm a pass of its own${m === 70 ? " or fused" : ""}`,
             async () => {
               GEMM_TUNING.plan = plan;
               try {
-                for (const [be, round] of [[gpu, false], [f16, true]] as const) {
+                const runs = [[gpu, false, true], [f16, true, true]] as const;
+                const fused = [[gpu, false, false], [f16, true, false]] as const;
+                for (const [be, round, prenorm] of m === 70 ? [...runs, ...fused] : runs) {
+                  GEMM_TUNING.prenorm = prenorm;
                   const w = (n: number, seed: number) => round ? halfRound(rand(n, seed)) : rand(n, seed);
                   const [a, b] = await both(be, (be) => ({
                     hidden: be.upload(rand(m * d, 110, -2, 2), [m, d]),
@@ -476,6 +481,7 @@ Deno.test({
                 }
               } finally {
                 GEMM_TUNING.plan = undefined;
+                GEMM_TUNING.prenorm = undefined;
               }
             },
           );
@@ -495,6 +501,21 @@ Deno.test({
         // 38 k-tiles: 8 splits of 5 (the last one of 3)
         assert.deepEqual(gemmSplits(tile(8, 1), 5, 301), { splits: 8, tps: 5 });
       });
+
+      await t.step(
+        "gemmPlan() splits out_proj in 4 and x_proj in 8 at m 512; gemmFull() needs whole tiles",
+        () => {
+          const plan = (rows: number[], cols: number) => gemmPlan(512, rows, cols, 49152, 256, true);
+          assert.equal(plan([1536, 1536], 768).splits, 1);
+          assert.equal(plan([768], 1536).splits, 4);
+          assert.equal(plan([48, 16, 16], 1536).splits, 8);
+          const tile = { BM: 64, BN: 64, TM: 4, TN: 4, BK: 16, KS: 1 };
+          assert.equal(gemmFull(tile, 512, [1536, 1536], 768), true);
+          assert.equal(gemmFull(tile, 512, [48, 16, 16], 1536), false);
+          assert.equal(gemmFull(tile, 500, [768], 1536), false);
+          assert.equal(gemmFull(tile, 512, [768], 1540), false);
+        },
+      );
 
       await t.step("gemmTile() covers m with 8, 16, 32, 64 rows and splits k when workgroups are few", () => {
         const at = (m: number, rows: number[], cols: number, threads?: number) => {
@@ -754,13 +775,43 @@ Deno.test({
         assert.throws(() => gpu.copy(one, one, 0, 2, 4), BackendError);
       });
 
-      await t.step("free() recycles buffers as zeros", async () => {
-        const x = gpu.upload(rand(64, 34), [64]);
-        const y = gpu.zeros([64]);
-        gpu.copy(y, x);
-        gpu.free(y);
-        const z = gpu.zeros([64]);
-        assert.deepEqual([...await gpu.read(z)], new Array(64).fill(0));
+      await t.step(
+        "free() recycles buffers as zeros, cleared in order with recorded ops and writes",
+        async () => {
+          const x = gpu.upload(rand(64, 34), [64]);
+          const y = gpu.zeros([64]);
+          gpu.copy(y, x); // recorded, not yet submitted
+          gpu.free(y);
+          const z = gpu.zeros([64]); // y's buffer: cleared after the copy
+          const w = gpu.zeros([64]);
+          gpu.copy(w, x);
+          gpu.copy(w, z, 0, 0, 32); // reads the cleared z
+          assert.deepEqual([...await gpu.read(z)], new Array(64).fill(0));
+          const want = await gpu.read(x);
+          want.fill(0, 0, 32);
+          assert.deepEqual([...await gpu.read(w)], [...want]);
+          gpu.copy(z, x);
+          gpu.free(z);
+          const v = gpu.zeros([64]); // dirty again: cleared, then written
+          gpu.write(v, Float32Array.from([1, 2, 3]), 5);
+          const got = await gpu.read(v);
+          assert.deepEqual([...got.subarray(4, 9)], [0, 1, 2, 3, 0]);
+          assert.equal(got.reduce((a, b) => a + Math.abs(b), 0), 6);
+        },
+      );
+
+      await t.step("mamba1State() is zero when the pool hands back dirty buffers", async () => {
+        const c = { dInner: 24, dConv: 4, dState: 16 } as ModelConfig;
+        const dirty = mamba1State(gpu, c, 2);
+        gpu.write(dirty.conv, rand(2 * 24 * 3, 35));
+        gpu.write(dirty.ssm, rand(2 * 24 * 16, 36));
+        gpu.free(dirty.conv);
+        gpu.free(dirty.ssm);
+        const st = mamba1State(gpu, c, 2);
+        for (const t of [st.conv, st.ssm]) {
+          const got = await gpu.read(t);
+          assert.equal(got.reduce((a, b) => a + Math.abs(b), 0), 0);
+        }
       });
 
       await t.step("f16 matrices: linear() and embed() match js on f16-rounded weights", async () => {
