@@ -370,7 +370,7 @@ fn reduce(e: u32) {
   finish(j, i_m, o, i_o, sum * sc);
 }
 
-/** Where this thread's tile lies, for put. */
+/** Where this thread's tile lies, for load, stage and put. */
 struct Place {
   s: u32,
   g: u32,
@@ -380,9 +380,100 @@ struct Place {
   j: u32,
   t_m: u32,
   t_o: u32,
+  tl: u32,
+  base: u32,
+  full: bool,
 }
 
 var<private> ep: Place;
+
+// The loads of the next k-tile (x, and w with PER values each) and the sums of squares of the rows
+// this thread stages, indexed only with constants (see load, stage): the driver then keeps them in
+// registers (WGSL loops are not unrolled: see mac).
+var<private> px: array<vec4<f32>, 8>;
+var<private> pw: array<vec4<u32>, 8>;
+var<private> ss: array<f32, 8>;
+
+/** Load q (< 8, a constant) of this thread of the k-tile from column k0 on into px, pw. */
+fn load(q: u32, k0: u32) {
+  if (q < LX) {
+    px[q] = x_tile_at(ep.m0, k0, ep.tl + q * NT, ep.full);
+  }
+  if (q < LW) {
+    pw[q] = w_tile_at(ep.j, ep.o0, ep.o, p.s4, k0, ep.tl + q * NT, ep.full);
+  }
+}
+
+fn load_tile(k0: u32) {
+  load(0u, k0);
+  load(1u, k0);
+  load(2u, k0);
+  load(3u, k0);
+  load(4u, k0);
+  load(5u, k0);
+  load(6u, k0);
+  load(7u, k0);
+}
+
+/** Stores load q (a constant) of the k-tile from column k0 on, transposed, into workgroup memory. */
+fn stage(q: u32, k0: u32) {
+  let e = ep.tl + q * NT;
+  if (q < LX && (XEVEN || e < XV)) {
+    let r = e / (BK / 4u);
+    let kk = 4u * (e % (BK / 4u));
+    var v = px[q];
+    if (p.has_norm == 1u) {
+      ss[q] += dot(v, v);
+      v *= nw4_at(k0 + kk);
+    }
+    let at = ep.base + kk * XS + r / 4u;
+    sh[at][r % 4u] = v.x;
+    sh[at + XS][r % 4u] = v.y;
+    sh[at + 2u * XS][r % 4u] = v.z;
+    sh[at + 3u * XS][r % 4u] = v.w;
+  }
+  if (q < LW && (WEVEN || e < WV)) {
+    let r = e / (BK / PER);
+    let kk = PER * (e % (BK / PER));
+    let wv = pw[q];
+    var lo = bitcast<vec4<f32>>(wv);
+    var hi = vec4<f32>(0.0);
+    if (F16) {
+      lo = vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y));
+      hi = vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w));
+    }
+    let at = ep.base + BK * XS + kk * WS + r / 4u;
+    sh[at][r % 4u] = lo.x;
+    sh[at + WS][r % 4u] = lo.y;
+    sh[at + 2u * WS][r % 4u] = lo.z;
+    sh[at + 3u * WS][r % 4u] = lo.w;
+    if (F16) {
+      sh[at + 4u * WS][r % 4u] = hi.x;
+      sh[at + 5u * WS][r % 4u] = hi.y;
+      sh[at + 6u * WS][r % 4u] = hi.z;
+      sh[at + 7u * WS][r % 4u] = hi.w;
+    }
+  }
+}
+
+/** The sum of squares of load q (a constant) to `rs`, for the k-slice's rows. */
+fn keep_ss(q: u32, slice: u32) {
+  let e = ep.tl + q * NT;
+  if (q < LX && e < XV) {
+    rs[slice * XV + e] = ss[q];
+  }
+}
+
+fn stage_tile(k0: u32) {
+  stage(0u, k0);
+  stage(1u, k0);
+  stage(2u, k0);
+  stage(3u, k0);
+  stage(4u, k0);
+  stage(5u, k0);
+  stage(6u, k0);
+  stage(7u, k0);
+}
 
 // The sums: a<q> for q = 8 * qa + 4 * qb + r, row 4 * qa + r, columns 4 * qb .. of the thread's
 // block (qa < TM / 4, qb < TN / 4). Named values rather than an array: the driver then keeps them
@@ -462,17 +553,11 @@ fn gemm(
   let j = matrix_of(g);
   let o0 = (g - p.start[j]) * BN;
   let o = p.o[j];
-  let s4 = p.s4;
   let slice = select(0u, lid / NT, KS > 1u);
   let tl = select(lid, lid % NT, KS > 1u);
   let t_o = tl % NTO;
   let t_m = tl / NTO;
   let base = slice * SV;
-  ep = Place(sp, g, m0, o0, o, j, t_m, t_o);
-
-  var px: array<vec4<f32>, 8>; // x loads of the next k-tile
-  var pw: array<vec4<u32>, 8>; // w loads of the next k-tile (PER values each)
-  var ss: array<f32, 8>; // sums of squares of the rows this thread stages
 
   var tiles = (p.i + BK - 1u) / BK;
   var first = 0u;
@@ -483,66 +568,15 @@ fn gemm(
   let rounds = (tiles + KS - 1u) / KS;
   // Tiles inside x and w_j on rows of whole k-tiles load without checks (a uniform branch).
   let full = FULL || (m0 + BM <= p.m && o0 + BN <= o && p.i % BK == 0u && XEVEN);
+  ep = Place(sp, g, m0, o0, o, j, t_m, t_o, tl, base, full);
   var k0 = (first + slice) * BK;
-  for (var q = 0u; q < LX; q++) {
-    px[q] = x_tile_at(m0, k0, tl + q * NT, full);
-  }
-  for (var q = 0u; q < LW; q++) {
-    pw[q] = w_tile_at(j, o0, o, s4, k0, tl + q * NT, full);
-  }
+  load_tile(k0);
   for (var t = 0u; t < rounds; t++) {
     workgroupBarrier();
-    for (var q = 0u; q < LX; q++) {
-      let e = tl + q * NT;
-      if (XEVEN || e < XV) {
-        let r = e / (BK / 4u);
-        let kk = 4u * (e % (BK / 4u));
-        var v = px[q];
-        if (p.has_norm == 1u) {
-          ss[q] += dot(v, v);
-          v *= nw4_at(k0 + kk);
-        }
-        let at = base + kk * XS + r / 4u;
-        sh[at][r % 4u] = v.x;
-        sh[at + XS][r % 4u] = v.y;
-        sh[at + 2u * XS][r % 4u] = v.z;
-        sh[at + 3u * XS][r % 4u] = v.w;
-      }
-    }
-    for (var q = 0u; q < LW; q++) {
-      let e = tl + q * NT;
-      if (WEVEN || e < WV) {
-        let r = e / (BK / PER);
-        let kk = PER * (e % (BK / PER));
-        let wv = pw[q];
-        var lo = bitcast<vec4<f32>>(wv);
-        var hi = vec4<f32>(0.0);
-        if (F16) {
-          lo = vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y));
-          hi = vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w));
-        }
-        let at = base + BK * XS + kk * WS + r / 4u;
-        sh[at][r % 4u] = lo.x;
-        sh[at + WS][r % 4u] = lo.y;
-        sh[at + 2u * WS][r % 4u] = lo.z;
-        sh[at + 3u * WS][r % 4u] = lo.w;
-        if (F16) {
-          sh[at + 4u * WS][r % 4u] = hi.x;
-          sh[at + 5u * WS][r % 4u] = hi.y;
-          sh[at + 6u * WS][r % 4u] = hi.z;
-          sh[at + 7u * WS][r % 4u] = hi.w;
-        }
-      }
-    }
+    stage_tile(k0);
     workgroupBarrier();
     if (t + 1u < rounds) {
-      let k1 = k0 + KS * BK;
-      for (var q = 0u; q < LX; q++) {
-        px[q] = x_tile_at(m0, k1, tl + q * NT, full);
-      }
-      for (var q = 0u; q < LW; q++) {
-        pw[q] = w_tile_at(j, o0, o, s4, k1, tl + q * NT, full);
-      }
+      load_tile(k0 + KS * BK);
     }
     // 8 k a round (BK is a multiple of 8)
     for (var kk = 0u; kk < BK; kk += 8u) {
@@ -561,12 +595,14 @@ fn gemm(
   }
 
   if (p.has_norm == 1u) {
-    for (var q = 0u; q < LX; q++) {
-      let e = tl + q * NT;
-      if (e < XV) {
-        rs[slice * XV + e] = ss[q];
-      }
-    }
+    keep_ss(0u, slice);
+    keep_ss(1u, slice);
+    keep_ss(2u, slice);
+    keep_ss(3u, slice);
+    keep_ss(4u, slice);
+    keep_ss(5u, slice);
+    keep_ss(6u, slice);
+    keep_ss(7u, slice);
     workgroupBarrier();
     for (var r = lid; r < BM; r += WG) {
       var sum = 0.0;
