@@ -18,6 +18,11 @@
 // that small tiles (small m) still make workgroups of many threads.
 // With has_norm, x is staged times norm_w, the sums of squares of its rows are taken while staging,
 // and 1 / rms(row) scales the products at the end; the workgroups of the first block of w_0 write xn.
+// (The backend runs the norm as a pass of its own before products on more than 32 rows of x: on an
+// H100 that was faster than staging x times norm_w, 8 + 121 us against 151 for in_proj in prefill.)
+// Products that lie in whole tiles run a pipeline of their own without bounds logic (FULL). The
+// loops over k and over a thread's loads of a k-tile are spelled out through mac, load and stage:
+// every WGSL loop carries an iteration bound that keeps the driver from unrolling it.
 //
 // Split over k across workgroups (few tiles, long rows: x_proj and out_proj in prefill, the
 // projections at batch 32), in two dispatches of one pipeline:
