@@ -189,7 +189,7 @@ Deno.test({
         });
       }
 
-      for (const [d, di, k, bias] of [[45, 37, 4, true], [130, 261, 3, false]] as const) {
+      for (const [d, di, k, bias] of [[45, 37, 4, true], [130, 261, 3, false], [61, 45, 6, true]] as const) {
         await t.step(
           `rmsNorm() -> linear() x, z -> conv1dSilu() (one step, fused) matches js for d ${d}, di ${di}, k ${k}`,
           async () => {
@@ -200,6 +200,7 @@ Deno.test({
               wx: be.uploadMatrix(rand(di * d, 82), [di, d]),
               wz: be.uploadMatrix(rand(di * d, 83), [di, d]),
               bz: be.upload(rand(di, 84), [di]),
+              bx: be.upload(rand(di, 88), [di]),
               x: be.zeros([1, 1, di]),
               z: be.zeros([1, 1, di]),
               xc: be.zeros([1, 1, di]),
@@ -211,7 +212,7 @@ Deno.test({
                 be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
                 // z first: the fused conv must find x's product wherever it is in the group
                 be.linear(x.z, x.wz, x.xn, x.bz);
-                be.linear(x.x, x.wx, x.xn);
+                be.linear(x.x, x.wx, x.xn, bias ? x.bx : undefined);
                 be.conv1dSilu(x.xc, x.x, x.cw, bias ? x.cb : undefined, x.state);
                 be.add(x.hidden, x.hidden, x.hidden); // another input for the next step
               }
