@@ -7,6 +7,7 @@
  * ```sh
  * deno run -A --unstable-webgpu bench/gpu_steps.ts [--layers 24] [--steps 256] [--batch 1] [--dtype f32]
  *   [--xproj-rows 16] [--xproj-scan 256]   # XPROJ_TUNING (x_proj fused at batch 1)
+ *   [--mv1-groups 256]   # MATVEC1_TUNING
  *   [--floor]   # also: GPU time of a chain of dependent copies (1 and 192 workgroups), per dispatch
  * ```
  *
@@ -16,7 +17,7 @@
 import { loadModel } from "../src/model/model.ts";
 import { mamba1Files } from "./_models.ts";
 import { GREEDY } from "../src/generate/sampler.ts";
-import { type WebGpuBackend, XPROJ_TUNING } from "../src/backends/webgpu/webgpu.ts";
+import { MATVEC1_TUNING, type WebGpuBackend, XPROJ_TUNING } from "../src/backends/webgpu/webgpu.ts";
 import type { WeightDType } from "../src/backends/backend.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -27,6 +28,7 @@ const layers = arg("layers", 24), n = arg("steps", 256), b = arg("batch", 1);
 const d = arg("d", 768), v = arg("vocab", 50280);
 XPROJ_TUNING.rowsPerGroup = arg("xproj-rows", XPROJ_TUNING.rowsPerGroup);
 XPROJ_TUNING.scanGroup = arg("xproj-scan", XPROJ_TUNING.scanGroup);
+MATVEC1_TUNING.groups = arg("mv1-groups", MATVEC1_TUNING.groups);
 const dtypeAt = Deno.args.indexOf("--dtype");
 const dtype = (dtypeAt >= 0 ? Deno.args[dtypeAt + 1] : "f32") as WeightDType;
 const files = mamba1Files({ d, layers, vocab: v });
@@ -61,6 +63,7 @@ for (const [what, fn] of [["step", step], ["head", headOnly], ["step", step]] as
     what,
     dtype,
     xproj: XPROJ_TUNING,
+    mv1: MATVEC1_TUNING.groups,
     layers,
     batch: b,
     steps: n,

@@ -96,8 +96,11 @@ const GEMM_MIN_ROWS = 4096;
 const MATVEC_MAX_X4 = 1280;
 /** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
 const MATVEC_MIN_GROUPS = 512;
-/** matvec1 (one row of x) spreads rows over more threads until it has this many workgroups. */
-const MATVEC1_GROUPS = 256;
+/**
+ * matvec1 (one row of x) spreads rows over more threads until it has this many workgroups (benchmarks
+ * may change it).
+ */
+export const MATVEC1_TUNING = { groups: 256 };
 /**
  * Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them).
  * The kernel takes 1, 2, 4 or 8, but on an H100 8 was slower at batch 32 (4,244 vs 4,977 tok/s, f32)
@@ -843,10 +846,10 @@ export class WebGpuBackend implements Backend {
     const f16 = pl.packed === "f16";
     const stride4 = f16 ? pl.stride / 8 : x4;
     const rows = pl.items.reduce((a, it) => a + it.rows, 0);
-    // Threads per output row: from 8 up, while that leaves fewer than MATVEC1_GROUPS workgroups and
+    // Threads per output row: from 8 up, while that leaves fewer than MATVEC1_TUNING.groups workgroups and
     // a thread still has a whole vec4 of the row (short rows and small matrices spread wider).
     let tpr = 8;
-    while (tpr < 256 && tpr < stride4 && Math.ceil(rows / (256 / tpr)) < MATVEC1_GROUPS) tpr *= 2;
+    while (tpr < 256 && tpr < stride4 && Math.ceil(rows / (256 / tpr)) < MATVEC1_TUNING.groups) tpr *= 2;
     // x_proj's partial products: a set number of channels per workgroup (few partials to add up)
     if (pl.xp) tpr = 256 / XPROJ_TUNING.rowsPerGroup;
     const perGroup = 256 / tpr;
