@@ -49,7 +49,7 @@ const MATVEC_BINDINGS: ("read" | "rw")[] = [
 const KERNELS: Record<string, ("read" | "rw")[]> = {
   add: ["rw", "rw", "rw"],
   argmax: ["rw", "read", "rw"],
-  argmax_partials: ["rw", "read"],
+  argmax_partials: ["rw", "read", "read", "rw"],
   conv1d_silu: ["rw", "read", "read", "read", "rw"],
   copy: ["rw", "rw"],
   embed: ["rw", "read", "read"],
@@ -170,6 +170,19 @@ interface PendingLinear {
    * conv's output, their partial sums per workgroup to `partials` (see wgsl/matvec1.wgsl, mode 3)
    */
   xp?: { w: GPUBuffer; rows: number; stride: number; partials: GPUBuffer };
+}
+
+/**
+ * The last half of greedy sampling (wgsl/argmax_partials.wgsl) held back, for the next step's embed of
+ * the ids it writes to join it: the best of `groups` (value, id) pairs per row of x in `partials`, to
+ * out[outRow].
+ */
+interface PendingArgmax {
+  out: GpuTensor;
+  outRow: number;
+  m: number;
+  groups: number;
+  partials: GPUBuffer;
 }
 
 /** A dispatch as #run records it, kept to be recorded again (see #replay). */
@@ -384,6 +397,7 @@ export class WebGpuBackend implements Backend {
   #maps: (() => void)[] = [];
   #pendingNorm?: PendingNorm;
   #pendingLinear?: PendingLinear;
+  #pendingArgmax?: PendingArgmax;
   #timestamps?: { querySet: GPUQuerySet; first: boolean; names?: string[] };
   #failure?: string;
   #lost?: string;
@@ -518,10 +532,20 @@ export class WebGpuBackend implements Backend {
   // ---- ops ----
 
   embed(out: Tensor, table: Tensor, ids: Tensor, idsOffset = 0): void {
-    this.#emit();
     const o = gt(out), tab = gt(table), id = gt(ids);
     const d = tab.shape[1];
     const m = numel(o.shape) / d;
+    const pa = this.#pendingArgmax;
+    if (
+      pa && pa.out === id && pa.m === m && idsOffset === pa.outRow * m && !this.#pendingLinear &&
+      !this.#pendingNorm && o !== id && o.buffer !== pa.partials
+    ) {
+      // the rows greedy sampling is choosing now: embedded by the same dispatch
+      this.#pendingArgmax = undefined;
+      this.#argmaxPartials(pa, { out: o, table: tab, d });
+      return;
+    }
+    this.#emit();
     const stride = tab.matrix?.stride ?? d;
     const kernel = tab.matrix?.packed === "f16" ? "embed_f16" : "embed";
     this.#run(
@@ -648,8 +672,13 @@ export class WebGpuBackend implements Backend {
     return false;
   }
 
-  /** Dispatches what was held back (matrix-vector products, a norm), before any other op. */
+  /** Dispatches what was held back (argmax_partials, matrix-vector products, a norm), before any other op. */
   #emit(): void {
+    const pa = this.#pendingArgmax;
+    if (pa) {
+      this.#pendingArgmax = undefined;
+      this.#argmaxPartials(pa);
+    }
     const pl = this.#pendingLinear;
     if (pl) {
       this.#pendingLinear = undefined;
@@ -702,17 +731,33 @@ export class WebGpuBackend implements Backend {
     for (const d of memo.dispatches) this.#replay(d);
     if (pl.argmax) {
       // matvec1's workgroups (split-k: its reduce's, per row of x) left their best rows in #partials;
-      // the best of them to out[outRow]
+      // the best of them to out[outRow] by argmax_partials, held back: the next step's embed of that
+      // row joins it (see embed)
       const groups = splitk ? Math.ceil(pl.items[0].rows / 256) : memo.dispatches[0].x;
-      this.#run(
-        "argmax_partials",
-        {},
-        [pl.argmax.out.buffer, memo.partials!],
-        [pl.m, groups, pl.argmax.outRow, 0],
-        "uuuu",
-        [pl.m, 1, 1],
-      );
+      this.#pendingArgmax = { ...pl.argmax, m: pl.m, groups, partials: memo.partials! };
     }
+  }
+
+  /** argmax_partials for `a`, with the embedding of its ids into `embed.out` when given. */
+  #argmaxPartials(a: PendingArgmax, embed?: { out: GpuTensor; table: GpuTensor; d: number }): void {
+    const table = embed?.table;
+    this.#run(
+      "argmax_partials",
+      {},
+      [a.out.buffer, a.partials, table?.buffer ?? this.#dummyRead, embed?.out.buffer ?? this.#dummyRw],
+      [
+        a.m,
+        a.groups,
+        a.outRow,
+        embed ? 1 : 0,
+        embed?.d ?? 0,
+        table ? table.matrix?.stride ?? embed!.d : 0,
+        table?.matrix?.packed === "f16" ? 1 : 0,
+        0,
+      ],
+      "uuuuuuuu",
+      [a.m, 1, 1],
+    );
   }
 
   /**

@@ -277,6 +277,51 @@ Deno.test({
       );
 
       await t.step(
+        "sample() greedy (fused) and the next embed() of its ids are one dispatch and match js over steps, f32 and f16",
+        async () => {
+          const [d, v, steps] = [37, 1001, 4];
+          const table = rand(v * d, 95), nwv = rand(d, 96), headW = rand(v * d, 97);
+          const f16 = await createWebGpuBackend({ dtype: "f16" });
+          try {
+            for (const g of [gpu, f16]) {
+              const round = (x: Float32Array) => g === f16 ? halfRound(x) : x;
+              // every step embeds the ids sampled last (fused), or row 0 again (`again`: not fused)
+              for (const again of [false, true]) {
+                const got: { ids: number[]; hidden: Float32Array }[] = [];
+                for (const be of [new JsBackend(), g] as Backend[]) {
+                  const tab = be.uploadMatrix(be === g ? table : round(table), [v, d]);
+                  const head = be.uploadMatrix(be === g ? headW : round(headW), [v, d]);
+                  const nw = be.upload(nwv, [d]);
+                  const hidden = be.zeros([1, 1, d]), xn = be.zeros([1, d]), logits = be.zeros([1, v]);
+                  const ids = be.zeros([steps + 1, 1], "i32");
+                  be.write(ids, Int32Array.from([5, 0, 0, 0, 0]));
+                  const step = (s: number) => {
+                    be.embed(hidden, tab, ids, again ? 0 : s);
+                    be.rmsNorm(xn, hidden, nw, 1e-5);
+                    be.linear(logits, head, xn);
+                    be.sample({ out: ids, outRow: s + 1, logits, params: GREEDY, step: s });
+                  };
+                  if (be === g) {
+                    // 3 steps: the first embed alone, then 2 dispatches a step (3 when not fused)
+                    const dispatches = g.recordOnly(() => [0, 1, 2].forEach(step)).dispatches;
+                    assert.equal(dispatches, again ? 9 : 7, `dispatches of 3 steps, again ${again}`);
+                  }
+                  for (let s = 0; s < steps; s++) step(s);
+                  got.push({ ids: [...await be.readIds(ids)], hidden: await be.read(hidden) });
+                }
+                const what = `${g === f16 ? "f16" : "f32"}, again ${again}`;
+                assert.deepEqual(got[1].ids, got[0].ids, `greedy ids, ${what}`);
+                if (!again) assert.equal(new Set(got[0].ids).size > 2, true, `ids that change, ${what}`);
+                close(got[1].hidden, got[0].hidden, 0, `embedded row, ${what}`);
+              }
+            }
+          } finally {
+            await f16.dispose();
+          }
+        },
+      );
+
+      await t.step(
         "linear() on one weight with other inputs, bias, norm, residual and argmax in turn matches js",
         async () => {
           // The webgpu backend records the dispatch of a weight's products once and replays it while
