@@ -20,7 +20,7 @@
 // Weights: F16 = false: f32 bits, rows of `stride` values (4 per vec4<u32>); F16 = true: f16 pairs,
 // 8 per vec4<u32>; padding is zero. x is staged in workgroup memory (times norm_w; the norm's scale
 // multiplies the sums); TPR threads share an output row, their partial sums reduced in workgroup
-// memory. Every global read that does not need x (a thread's first 12 vec4 of weights, bias, residual,
+// memory. Every global read that does not need x (a thread's first NP vec4 of weights, bias, residual,
 // conv weights and state, x_proj's weights) is issued before x is staged, so that one memory latency
 // covers them all (decode at batch 1 is bound by the serial latencies, not by bandwidth).
 //
@@ -58,6 +58,11 @@ override WG: u32 = 256;
 override TPR: u32 = 32;
 override XMAX: u32 = 256;
 override F16: bool = false;
+// the mode (see the header; Params.mode is the same), and vec4 of weights a thread reads before
+// staging x (at most 12): constants of the pipeline, so that each one keeps only the registers and
+// code that it uses (registers limit how many workgroups an SM holds)
+override MODE: u32 = 0;
+override NP: u32 = 12;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -161,17 +166,19 @@ fn silu(v: f32) -> f32 {
   return v / (1.0 + exp(-v));
 }
 
-// Weights vec4 e of row `base` of matrix j, zero past the row or for a dead row (`live` false).
-fn w_pre(j: u32, base: u32, e: u32, live: bool) -> vec4<u32> {
-  if (live && e < p.stride4) {
+// Weights vec4 lane + q TPR of row `base` of matrix j (q < NP), zero past the row or for a dead row.
+fn w_pre(j: u32, base: u32, lane: u32, q: u32, live: bool) -> vec4<u32> {
+  let e = lane + q * TPR;
+  if (q < NP && live && e < p.stride4) {
     return w_at(j, base + e);
   }
   return vec4<u32>(0u);
 }
 
-// dot_w, 0 past the row.
-fn dot_pre(wv: vec4<u32>, e: u32) -> f32 {
-  if (e < p.stride4) {
+// dot_w of w_pre's weights, 0 past the row or from NP on.
+fn dot_pre(wv: vec4<u32>, lane: u32, q: u32) -> f32 {
+  let e = lane + q * TPR;
+  if (q < NP && e < p.stride4) {
     return dot_w(wv, e);
   }
   return 0.0;
@@ -213,33 +220,33 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
   let head = live && lane == 0u; // the thread that finishes row i_o
   let e_out = i_m * o + i_o;
   // Every global read that does not wait for x is issued first, so that their latencies overlap:
-  // this thread's first 12 vec4 of weights, its row's bias, residual, conv weights and state, and
+  // this thread's first NP vec4 of weights, its row's bias, residual, conv weights and state, and
   // x_proj's weights (mode 3 with xrows).
   let base = i_o * p.stride4;
-  let w0 = w_pre(j, base, lane, live);
-  let w1 = w_pre(j, base, lane + TPR, live);
-  let w2v = w_pre(j, base, lane + 2u * TPR, live);
-  let w3v = w_pre(j, base, lane + 3u * TPR, live);
-  let w4 = w_pre(j, base, lane + 4u * TPR, live);
-  let w5 = w_pre(j, base, lane + 5u * TPR, live);
-  let w6 = w_pre(j, base, lane + 6u * TPR, live);
-  let w7 = w_pre(j, base, lane + 7u * TPR, live);
-  let w8 = w_pre(j, base, lane + 8u * TPR, live);
-  let w9 = w_pre(j, base, lane + 9u * TPR, live);
-  let w10 = w_pre(j, base, lane + 10u * TPR, live);
-  let w11 = w_pre(j, base, lane + 11u * TPR, live);
+  let w0 = w_pre(j, base, lane, 0u, live);
+  let w1 = w_pre(j, base, lane, 1u, live);
+  let w2v = w_pre(j, base, lane, 2u, live);
+  let w3v = w_pre(j, base, lane, 3u, live);
+  let w4 = w_pre(j, base, lane, 4u, live);
+  let w5 = w_pre(j, base, lane, 5u, live);
+  let w6 = w_pre(j, base, lane, 6u, live);
+  let w7 = w_pre(j, base, lane, 7u, live);
+  let w8 = w_pre(j, base, lane, 8u, live);
+  let w9 = w_pre(j, base, lane, 9u, live);
+  let w10 = w_pre(j, base, lane, 10u, live);
+  let w11 = w_pre(j, base, lane, 11u, live);
   var bias = 0.0;
   var cbias = 0.0; // the conv's
   var resid = 0.0;
   var cw = vec4<f32>(0.0);
   var win = vec4<f32>(0.0); // the conv's window: the state's k - 1 values, then this step's (k <= 4)
-  let conv = p.mode == 3u && j == 0u && head;
+  let conv = MODE == 3u && j == 0u && head;
   let sbase = e_out * (p.k - 1u);
   if (head) {
     if (p.has_bias[j] == 1u) {
       bias = bias_at(j, i_o);
     }
-    if (p.mode == 1u) {
+    if (MODE == 1u) {
       resid = extra[e_out];
     }
   }
@@ -251,7 +258,7 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     win = vec4<f32>(state_at(sbase, 0u), state_at(sbase, 1u), state_at(sbase, 2u), 0.0);
   }
   var xw = array<vec4<u32>, 4>();
-  if (p.mode == 3u && p.xrows > 0u && g < p.start[1]) {
+  if (MODE == 3u && p.xrows > 0u && g < p.start[1]) {
     xw = array<vec4<u32>, 4>(xw_at(g, t, 0u), xw_at(g, t, 1u), xw_at(g, t, 2u), xw_at(g, t, 3u));
   }
   // Stage x times the norm's weights (zero past i, up to the padded row), summing squares of x on
@@ -304,14 +311,20 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
   } else {
     workgroupBarrier();
   }
-  var a0 = (dot_pre(w0, lane) + dot_pre(w1, lane + TPR)) +
-    (dot_pre(w2v, lane + 2u * TPR) + dot_pre(w3v, lane + 3u * TPR));
-  let a1 = (dot_pre(w4, lane + 4u * TPR) + dot_pre(w5, lane + 5u * TPR)) +
-    (dot_pre(w6, lane + 6u * TPR) + dot_pre(w7, lane + 7u * TPR));
-  let a2 = (dot_pre(w8, lane + 8u * TPR) + dot_pre(w9, lane + 9u * TPR)) +
-    (dot_pre(w10, lane + 10u * TPR) + dot_pre(w11, lane + 11u * TPR));
+  var a0 = (dot_pre(w0, lane, 0u) + dot_pre(w1, lane, 1u)) + (dot_pre(w2v, lane, 2u) + dot_pre(w3v, lane, 3u));
+  var a1 = (dot_pre(w4, lane, 4u) + dot_pre(w5, lane, 5u)) + (dot_pre(w6, lane, 6u) + dot_pre(w7, lane, 7u));
+  let a2 = (dot_pre(w8, lane, 8u) + dot_pre(w9, lane, 9u)) +
+    (dot_pre(w10, lane, 10u) + dot_pre(w11, lane, 11u));
   if (live) {
-    for (var e = lane + 12u * TPR; e < p.stride4; e += TPR) {
+    // the rest of the row, two vec4 at a time
+    var e = lane + NP * TPR;
+    for (; e + TPR < p.stride4; e += 2u * TPR) {
+      let u0 = w_at(j, base + e);
+      let u1 = w_at(j, base + e + TPR);
+      a0 += dot_w(u0, e);
+      a1 += dot_w(u1, e + TPR);
+    }
+    if (e < p.stride4) {
       a0 += dot_w(w_at(j, base + e), e);
     }
   }
@@ -329,7 +342,7 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
   if (head) {
     v = partial[t] * scale + bias;
     store(j, e_out, v);
-    if (p.mode == 1u) {
+    if (MODE == 1u) {
       extra[e_out] = resid + v;
     } else if (conv) {
       // conv1d + SiLU of this step for channel i_o: w2 holds conv_w (o, k) as f32 bits.
@@ -359,10 +372,10 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
       id = i_o;
     }
   }
-  if (p.mode == 3u && p.xrows > 0u) {
+  if (MODE == 3u && p.xrows > 0u) {
     xproj_partials(g, j, t, xcv, xw);
   }
-  if (p.mode == 2u) {
+  if (MODE == 2u) {
     best_v[t] = v;
     best_i[t] = id;
     workgroupBarrier();

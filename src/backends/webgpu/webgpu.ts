@@ -97,10 +97,11 @@ const MATVEC_MAX_X4 = 1280;
 /** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
 const MATVEC_MIN_GROUPS = 512;
 /**
- * matvec1 (one row of x) spreads rows over more threads until it has this many workgroups (benchmarks
- * may change it).
+ * matvec1 (one row of x) spreads rows over more threads until it has this many workgroups, and has
+ * a thread read up to `preload` vec4 of its weights before it stages x (0 to 12; benchmarks may change
+ * them).
  */
-export const MATVEC1_TUNING = { groups: 256 };
+export const MATVEC1_TUNING = { groups: 256, preload: 12 };
 /**
  * Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them).
  * The kernel takes 1, 2, 4 or 8, but on an H100 8 was slower at batch 32 (4,244 vs 4,977 tok/s, f32)
@@ -920,9 +921,10 @@ export class WebGpuBackend implements Backend {
     const buffers = this.#linearBuffers(pl, slots, extra);
     const xrows = pl.xp?.rows ?? 0, xstride4 = pl.xp ? pl.xp.stride / (f16 ? 8 : 4) : 0;
     const flags = [pl.cols, stride4, n, total, pl.norm ? 1 : 0, pl.norm?.eps ?? 0, mode, k, xrows, xstride4];
+    const np = Math.min(MATVEC1_TUNING.preload, Math.ceil(stride4 / tpr));
     return this.#prepare(
       "matvec1",
-      { WG: 256, TPR: tpr, XMAX: Math.ceil(x4 / 64) * 64, F16: f16 ? 1 : 0 },
+      { WG: 256, TPR: tpr, XMAX: Math.ceil(x4 / 64) * 64, F16: f16 ? 1 : 0, MODE: mode, NP: np },
       buffers,
       [...os, ...starts, ...hasBias, ...flags],
       "uuuuuuuuuuuuuuuuufuuuu",
