@@ -7,7 +7,7 @@
  * ```sh
  * deno run -A --unstable-webgpu bench/gpu_steps.ts [--layers 24] [--steps 256] [--batch 1] [--dtype f32]
  *   [--xproj-rows 16] [--xproj-scan 256]   # XPROJ_TUNING (x_proj fused at batch 1)
- *   [--mv1-groups 256] [--mv1-preload 12]   # MATVEC1_TUNING
+ *   [--mv1-groups 256] [--mv1-preload 4] [--mv1-min-tpr 8]   # MATVEC1_TUNING
  *   [--floor]   # also: GPU time of a chain of dependent copies (1 and 192 workgroups), per dispatch
  * ```
  *
@@ -30,6 +30,7 @@ XPROJ_TUNING.rowsPerGroup = arg("xproj-rows", XPROJ_TUNING.rowsPerGroup);
 XPROJ_TUNING.scanGroup = arg("xproj-scan", XPROJ_TUNING.scanGroup);
 MATVEC1_TUNING.groups = arg("mv1-groups", MATVEC1_TUNING.groups);
 MATVEC1_TUNING.preload = arg("mv1-preload", MATVEC1_TUNING.preload);
+MATVEC1_TUNING.minTpr = arg("mv1-min-tpr", MATVEC1_TUNING.minTpr);
 const dtypeAt = Deno.args.indexOf("--dtype");
 const dtype = (dtypeAt >= 0 ? Deno.args[dtypeAt + 1] : "f32") as WeightDType;
 const files = mamba1Files({ d, layers, vocab: v });

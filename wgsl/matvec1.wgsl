@@ -63,6 +63,7 @@ override F16: bool = false;
 // code that it uses (registers limit how many workgroups an SM holds)
 override MODE: u32 = 0;
 override NP: u32 = 12;
+override COUNT: u32 = 1; // Params.count, likewise (with 1, every weight read is of w_0)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -208,7 +209,7 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
   let t = lid.x;
   let xbase = i_m * p.i;
   var j = 0u;
-  for (var q = 1u; q < p.count; q++) {
+  for (var q = 1u; q < COUNT; q++) {
     if (g >= p.start[q]) {
       j = q;
     }

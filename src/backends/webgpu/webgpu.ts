@@ -97,11 +97,11 @@ const MATVEC_MAX_X4 = 1280;
 /** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
 const MATVEC_MIN_GROUPS = 512;
 /**
- * matvec1 (one row of x) spreads rows over more threads until it has this many workgroups, and has
- * a thread read up to `preload` vec4 of its weights before it stages x (0 to 12; benchmarks may change
- * them).
+ * matvec1 (one row of x) spreads rows over more threads (from `minTpr` threads a row, a power of two
+ * from 8 up) until it has `groups` workgroups, and has a thread read up to `preload` vec4 of its
+ * weights before it stages x (0 to 12). Benchmarks may change them.
  */
-export const MATVEC1_TUNING = { groups: 256, preload: 12 };
+export const MATVEC1_TUNING = { groups: 256, preload: 4, minTpr: 8 };
 /**
  * Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them).
  * The kernel takes 1, 2, 4 or 8, but on an H100 8 was slower at batch 32 (4,244 vs 4,977 tok/s, f32)
@@ -892,9 +892,10 @@ export class WebGpuBackend implements Backend {
     const f16 = pl.packed === "f16";
     const stride4 = f16 ? pl.stride / 8 : x4;
     const rows = pl.items.reduce((a, it) => a + it.rows, 0);
-    // Threads per output row: from 8 up, while that leaves fewer than MATVEC1_TUNING.groups workgroups and
-    // a thread still has a whole vec4 of the row (short rows and small matrices spread wider).
-    let tpr = 8;
+    // Threads per output row: from MATVEC1_TUNING.minTpr up, while that leaves fewer than
+    // MATVEC1_TUNING.groups workgroups and a thread still has a whole vec4 of the row (short rows and
+    // small matrices spread wider).
+    let tpr = MATVEC1_TUNING.minTpr;
     while (tpr < 256 && tpr < stride4 && Math.ceil(rows / (256 / tpr)) < MATVEC1_TUNING.groups) tpr *= 2;
     // x_proj's partial products: a set number of channels per workgroup (few partials to add up)
     if (pl.xp) tpr = 256 / XPROJ_TUNING.rowsPerGroup;
@@ -924,7 +925,7 @@ export class WebGpuBackend implements Backend {
     const np = Math.min(MATVEC1_TUNING.preload, Math.ceil(stride4 / tpr));
     return this.#prepare(
       "matvec1",
-      { WG: 256, TPR: tpr, XMAX: Math.ceil(x4 / 64) * 64, F16: f16 ? 1 : 0, MODE: mode, NP: np },
+      { WG: 256, TPR: tpr, XMAX: Math.ceil(x4 / 64) * 64, F16: f16 ? 1 : 0, MODE: mode, NP: np, COUNT: n },
       buffers,
       [...os, ...starts, ...hasBias, ...flags],
       "uuuuuuuuuuuuuuuuufuuuu",
