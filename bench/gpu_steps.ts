@@ -5,8 +5,10 @@
  * One JSON object per line.
  *
  * ```sh
- * deno run -A --unstable-webgpu bench/gpu_steps.ts [--layers 24] [--steps 256] [--batch 1]
+ * deno run -A --unstable-webgpu bench/gpu_steps.ts [--layers 24] [--steps 256] [--batch 1] [--dtype f32]
  *   [--xproj-rows 16] [--xproj-scan 256]   # XPROJ_TUNING (x_proj fused at batch 1)
+ *   [--mv1-groups 256] [--mv1-preload 4] [--mv1-min-tpr 8]   # MATVEC1_TUNING
+ *   [--floor]   # also: GPU time of a chain of dependent copies (1 and 192 workgroups), per dispatch
  * ```
  *
  * @module
@@ -15,7 +17,8 @@
 import { loadModel } from "../src/model/model.ts";
 import { mamba1Files } from "./_models.ts";
 import { GREEDY } from "../src/generate/sampler.ts";
-import { type WebGpuBackend, XPROJ_TUNING } from "../src/backends/webgpu/webgpu.ts";
+import { MATVEC1_TUNING, type WebGpuBackend, XPROJ_TUNING } from "../src/backends/webgpu/webgpu.ts";
+import type { WeightDType } from "../src/backends/backend.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = Deno.args.indexOf(`--${name}`);
@@ -25,8 +28,13 @@ const layers = arg("layers", 24), n = arg("steps", 256), b = arg("batch", 1);
 const d = arg("d", 768), v = arg("vocab", 50280);
 XPROJ_TUNING.rowsPerGroup = arg("xproj-rows", XPROJ_TUNING.rowsPerGroup);
 XPROJ_TUNING.scanGroup = arg("xproj-scan", XPROJ_TUNING.scanGroup);
+MATVEC1_TUNING.groups = arg("mv1-groups", MATVEC1_TUNING.groups);
+MATVEC1_TUNING.preload = arg("mv1-preload", MATVEC1_TUNING.preload);
+MATVEC1_TUNING.minTpr = arg("mv1-min-tpr", MATVEC1_TUNING.minTpr);
+const dtypeAt = Deno.args.indexOf("--dtype");
+const dtype = (dtypeAt >= 0 ? Deno.args[dtypeAt + 1] : "f32") as WeightDType;
 const files = mamba1Files({ d, layers, vocab: v });
-const model = await loadModel({ files }, { backend: "webgpu", log: () => {} });
+const model = await loadModel({ files }, { backend: "webgpu", dtype, log: () => {} });
 const net = model.network, be = net.backend;
 const state = net.newState(b);
 const tokens = be.zeros([n + 1, b], "i32");
@@ -55,7 +63,9 @@ for (const [what, fn] of [["step", step], ["head", headOnly], ["step", step]] as
   });
   console.log(JSON.stringify({
     what,
+    dtype,
     xproj: XPROJ_TUNING,
+    mv1: MATVEC1_TUNING,
     layers,
     batch: b,
     steps: n,
@@ -76,6 +86,24 @@ if (prof) {
     console.log(
       JSON.stringify({ kernel, per_step: k.count / 4, us_per_dispatch: +(k.us / k.count).toFixed(2) }),
     );
+  }
+}
+if (Deno.args.includes("--floor")) {
+  // The cost of a dispatch as such: chains of 75 dependent copies (each reads what the last wrote).
+  for (const n of [4, 49152]) {
+    const a = be.zeros([n]), c = be.zeros([n]);
+    const chain = () => {
+      for (let s = 0; s < 75; s++) be.copy(s % 2 ? a : c, s % 2 ? c : a);
+    };
+    chain();
+    await be.read(a);
+    const us = await (be as WebGpuBackend).timeGpu(chain);
+    console.log(JSON.stringify({
+      floor: `75 dependent copies of ${n} floats (${Math.ceil(n / 256)} workgroups)`,
+      us_per_dispatch: us === undefined ? null : +(us / 75).toFixed(2),
+    }));
+    be.free(a);
+    be.free(c);
   }
 }
 await model.dispose();

@@ -18,8 +18,11 @@
 //      xrows rounded up to a multiple of 4)
 //      for scan_step to add up (its XG). Needs WG / TPR a multiple of 8.
 // Weights: F16 = false: f32 bits, rows of `stride` values (4 per vec4<u32>); F16 = true: f16 pairs,
-// 8 per vec4<u32>; padding is zero. x is staged in workgroup memory (normalized there); TPR threads
-// share an output row, their partial sums reduced in workgroup memory.
+// 8 per vec4<u32>; padding is zero. x is staged in workgroup memory (times norm_w; the norm's scale
+// multiplies the sums); TPR threads share an output row, their partial sums reduced in workgroup
+// memory. Every global read that does not need x (a thread's first NP vec4 of weights, bias, residual,
+// conv weights and state, x_proj's weights) is issued before x is staged, so that one memory latency
+// covers them all (decode at batch 1 is bound by the serial latencies, not by bandwidth).
 //
 // | binding | name    | access     | type        | shape / use                                  |
 // |---------|---------|------------|-------------|----------------------------------------------|
@@ -55,6 +58,12 @@ override WG: u32 = 256;
 override TPR: u32 = 32;
 override XMAX: u32 = 256;
 override F16: bool = false;
+// the mode (see the header; Params.mode is the same), and vec4 of weights a thread reads before
+// staging x (at most 12): constants of the pipeline, so that each one keeps only the registers and
+// code that it uses (registers limit how many workgroups an SM holds)
+override MODE: u32 = 0;
+override NP: u32 = 12;
+override COUNT: u32 = 1; // Params.count, likewise (with 1, every weight read is of w_0)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -158,27 +167,121 @@ fn silu(v: f32) -> f32 {
   return v / (1.0 + exp(-v));
 }
 
+// Weights vec4 lane + q TPR of row `base` of matrix j (q < NP), zero past the row or for a dead row.
+fn w_pre(j: u32, base: u32, lane: u32, q: u32, live: bool) -> vec4<u32> {
+  let e = lane + q * TPR;
+  if (q < NP && live && e < p.stride4) {
+    return w_at(j, base + e);
+  }
+  return vec4<u32>(0u);
+}
+
+// dot_w of w_pre's weights, 0 past the row or from NP on.
+fn dot_pre(wv: vec4<u32>, lane: u32, q: u32) -> f32 {
+  let e = lane + q * TPR;
+  if (q < NP && e < p.stride4) {
+    return dot_w(wv, e);
+  }
+  return 0.0;
+}
+
+// conv_w[i_o, q] (f32 bits in w_2), 0 for q >= k.
+fn conv_w_at(i_o: u32, q: u32) -> f32 {
+  if (q >= p.k) {
+    return 0.0;
+  }
+  let cw = i_o * p.k + q;
+  return bitcast<f32>(w2[cw / 4u][cw % 4u]);
+}
+
+// The conv state's value q of channel row e (state base sbase), 0 for q >= k - 1.
+fn state_at(sbase: u32, q: u32) -> f32 {
+  if (q + 1u >= p.k) {
+    return 0.0;
+  }
+  return out2[sbase + q];
+}
+
 @compute @workgroup_size(WG)
 fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let g = wid.x;
   let i_m = wid.y;
   let t = lid.x;
-  let i4 = (p.i + 3u) / 4u;
   let xbase = i_m * p.i;
-  // x_proj's weights for this thread's row of partial products, read now, used at the end
+  var j = 0u;
+  for (var q = 1u; q < COUNT; q++) {
+    if (g >= p.start[q]) {
+      j = q;
+    }
+  }
+  let lane = t % TPR;
+  let i_o = (g - p.start[j]) * (WG / TPR) + t / TPR;
+  let o = p.o[j];
+  let live = i_o < o;
+  let head = live && lane == 0u; // the thread that finishes row i_o
+  let e_out = i_m * o + i_o;
+  // Every global read that does not wait for x is issued first, so that their latencies overlap:
+  // this thread's first NP vec4 of weights, its row's bias, residual, conv weights and state, and
+  // x_proj's weights (mode 3 with xrows).
+  let base = i_o * p.stride4;
+  let w0 = w_pre(j, base, lane, 0u, live);
+  let w1 = w_pre(j, base, lane, 1u, live);
+  let w2v = w_pre(j, base, lane, 2u, live);
+  let w3v = w_pre(j, base, lane, 3u, live);
+  let w4 = w_pre(j, base, lane, 4u, live);
+  let w5 = w_pre(j, base, lane, 5u, live);
+  let w6 = w_pre(j, base, lane, 6u, live);
+  let w7 = w_pre(j, base, lane, 7u, live);
+  let w8 = w_pre(j, base, lane, 8u, live);
+  let w9 = w_pre(j, base, lane, 9u, live);
+  let w10 = w_pre(j, base, lane, 10u, live);
+  let w11 = w_pre(j, base, lane, 11u, live);
+  var bias = 0.0;
+  var cbias = 0.0; // the conv's
+  var resid = 0.0;
+  var cw = vec4<f32>(0.0);
+  var win = vec4<f32>(0.0); // the conv's window: the state's k - 1 values, then this step's (k <= 4)
+  let conv = MODE == 3u && j == 0u && head;
+  let sbase = e_out * (p.k - 1u);
+  if (head) {
+    if (p.has_bias[j] == 1u) {
+      bias = bias_at(j, i_o);
+    }
+    if (MODE == 1u) {
+      resid = extra[e_out];
+    }
+  }
+  if (conv) {
+    if (p.has_bias[2] == 1u) {
+      cbias = bias2[i_o];
+    }
+    cw = vec4<f32>(conv_w_at(i_o, 0u), conv_w_at(i_o, 1u), conv_w_at(i_o, 2u), conv_w_at(i_o, 3u));
+    win = vec4<f32>(state_at(sbase, 0u), state_at(sbase, 1u), state_at(sbase, 2u), 0.0);
+  }
   var xw = array<vec4<u32>, 4>();
-  if (p.mode == 3u && p.xrows > 0u && g < p.start[1]) {
+  if (MODE == 3u && p.xrows > 0u && g < p.start[1]) {
     xw = array<vec4<u32>, 4>(xw_at(g, t, 0u), xw_at(g, t, 1u), xw_at(g, t, 2u), xw_at(g, t, 3u));
   }
-  // Stage x (zero past i, up to the padded row), summing squares on the way.
+  // Stage x times the norm's weights (zero past i, up to the padded row), summing squares of x on
+  // the way: the norm's scale multiplies the sums at the end.
   let n4 = select(p.stride4, 2u * p.stride4, F16);
   var ss = 0.0;
   for (var e = t; e < n4; e += WG) {
     let i_i = 4u * e;
-    let v = vec4<f32>(x_at(xbase, i_i), x_at(xbase, i_i + 1u), x_at(xbase, i_i + 2u), x_at(xbase, i_i + 3u));
-    xs[e] = v;
+    let v = vec4<f32>(
+      x_at(xbase, i_i),
+      x_at(xbase, i_i + 1u),
+      x_at(xbase, i_i + 2u),
+      x_at(xbase, i_i + 3u),
+    );
     ss += dot(v, v);
+    if (p.has_norm == 1u) {
+      xs[e] = v * vec4<f32>(nw_at(i_i), nw_at(i_i + 1u), nw_at(i_i + 2u), nw_at(i_i + 3u));
+    } else {
+      xs[e] = v;
+    }
   }
+  var scale = 1.0;
   if (p.has_norm == 1u) {
     partial[t] = ss;
     workgroupBarrier();
@@ -194,41 +297,28 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     for (var q = 0u; q < 16u; q++) {
       total += red[q];
     }
-    let scale = 1.0 / sqrt(total / f32(p.i) + p.eps);
-    for (var e = t; e < i4; e += WG) {
-      let i_i = 4u * e;
-      var nw = vec4<f32>(0.0);
-      for (var c = 0u; c < 4u; c++) {
-        if (i_i + c < p.i) {
-          nw[c] = norm_w[i_i + c];
-        }
-      }
-      let v = xs[e] * scale * nw;
-      xs[e] = v;
-      if (g == 0u) {
+    scale = 1.0 / sqrt(total / f32(p.i) + p.eps);
+    if (g == 0u) {
+      let i4 = (p.i + 3u) / 4u;
+      for (var e = t; e < i4; e += WG) {
+        let v = xs[e] * scale;
         for (var c = 0u; c < 4u; c++) {
-          if (i_i + c < p.i) {
-            xn[xbase + i_i + c] = v[c];
+          if (4u * e + c < p.i) {
+            xn[xbase + 4u * e + c] = v[c];
           }
         }
       }
     }
+  } else {
+    workgroupBarrier();
   }
-  workgroupBarrier();
-  var j = 0u;
-  for (var q = 1u; q < p.count; q++) {
-    if (g >= p.start[q]) {
-      j = q;
-    }
-  }
-  let lane = t % TPR;
-  let i_o = (g - p.start[j]) * (WG / TPR) + t / TPR;
-  let o = p.o[j];
-  var a0 = 0.0;
-  var a1 = 0.0;
-  if (i_o < o) {
-    let base = i_o * p.stride4;
-    var e = lane;
+  var a0 = (dot_pre(w0, lane, 0u) + dot_pre(w1, lane, 1u)) + (dot_pre(w2v, lane, 2u) + dot_pre(w3v, lane, 3u));
+  var a1 = (dot_pre(w4, lane, 4u) + dot_pre(w5, lane, 5u)) + (dot_pre(w6, lane, 6u) + dot_pre(w7, lane, 7u));
+  let a2 = (dot_pre(w8, lane, 8u) + dot_pre(w9, lane, 9u)) +
+    (dot_pre(w10, lane, 10u) + dot_pre(w11, lane, 11u));
+  if (live) {
+    // the rest of the row, two vec4 at a time
+    var e = lane + NP * TPR;
     for (; e + TPR < p.stride4; e += 2u * TPR) {
       let u0 = w_at(j, base + e);
       let u1 = w_at(j, base + e + TPR);
@@ -239,7 +329,7 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
       a0 += dot_w(w_at(j, base + e), e);
     }
   }
-  partial[t] = a0 + a1;
+  partial[t] = a0 + (a1 + a2);
   workgroupBarrier();
   for (var s = TPR / 2u; s > 0u; s >>= 1u) {
     if (lane < s) {
@@ -250,47 +340,43 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
   var v = 0.0;
   var id = 0xffffffffu;
   var xcv = 0.0;
-  if (lane == 0u && i_o < o) {
-    v = partial[t];
-    if (p.has_bias[j] == 1u) {
-      v += bias_at(j, i_o);
-    }
-    let e = i_m * o + i_o;
-    store(j, e, v);
-    if (p.mode == 1u) {
-      extra[e] += v;
-    } else if (p.mode == 3u && j == 0u) {
+  if (head) {
+    v = partial[t] * scale + bias;
+    store(j, e_out, v);
+    if (MODE == 1u) {
+      extra[e_out] = resid + v;
+    } else if (conv) {
       // conv1d + SiLU of this step for channel i_o: w2 holds conv_w (o, k) as f32 bits.
       let k = p.k;
-      let sbase = e * (k - 1u);
-      var acc = 0.0;
-      if (p.has_bias[2] == 1u) {
-        acc = bias2[i_o];
-      }
-      for (var q = 0u; q + 1u < k; q++) {
-        let cw = i_o * k + q;
-        acc += bitcast<f32>(w2[cw / 4u][cw % 4u]) * out2[sbase + q];
-      }
-      let cw = i_o * k + k - 1u;
-      acc += bitcast<f32>(w2[cw / 4u][cw % 4u]) * v;
-      for (var q = 0u; q + 2u < k; q++) {
-        out2[sbase + q] = out2[sbase + q + 1u];
-      }
-      if (k > 1u) {
+      var acc = cbias;
+      if (k <= 4u) {
+        win[k - 1u] = v;
+        acc += dot(cw, win);
+        for (var q = 0u; q + 1u < k; q++) {
+          out2[sbase + q] = win[q + 1u];
+        }
+      } else {
+        for (var q = 0u; q + 1u < k; q++) {
+          acc += conv_w_at(i_o, q) * out2[sbase + q];
+        }
+        acc += conv_w_at(i_o, k - 1u) * v;
+        for (var q = 0u; q + 2u < k; q++) {
+          out2[sbase + q] = out2[sbase + q + 1u];
+        }
         out2[sbase + k - 2u] = v;
       }
       xcv = silu(acc);
-      out3[e] = xcv;
+      out3[e_out] = xcv;
     }
     // As the js reference, which starts from -inf: NaN and -inf never win.
     if (v > -3.4028235e38 || v == -3.4028235e38) {
       id = i_o;
     }
   }
-  if (p.mode == 3u && p.xrows > 0u) {
+  if (MODE == 3u && p.xrows > 0u) {
     xproj_partials(g, j, t, xcv, xw);
   }
-  if (p.mode == 2u) {
+  if (MODE == 2u) {
     best_v[t] = v;
     best_i[t] = id;
     workgroupBarrier();
@@ -308,6 +394,14 @@ fn matvec1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
       extra[2u * (i_m * p.groups + g) + 1u] = bitcast<f32>(bi);
     }
   }
+}
+
+// norm_w[i_i], 0 past i.
+fn nw_at(i_i: u32) -> f32 {
+  if (i_i < p.i) {
+    return norm_w[i_i];
+  }
+  return 0.0;
 }
 
 // Channels per vec4<u32> of weights.

@@ -49,7 +49,7 @@ const MATVEC_BINDINGS: ("read" | "rw")[] = [
 const KERNELS: Record<string, ("read" | "rw")[]> = {
   add: ["rw", "rw", "rw"],
   argmax: ["rw", "read", "rw"],
-  argmax_partials: ["rw", "read"],
+  argmax_partials: ["rw", "read", "read", "rw"],
   conv1d_silu: ["rw", "read", "read", "read", "rw"],
   copy: ["rw", "rw"],
   embed: ["rw", "read", "read"],
@@ -95,8 +95,12 @@ const GEMM_MIN_ROWS = 4096;
 const MATVEC_MAX_X4 = 1280;
 /** The matrix-vector kernel takes fewer output rows per workgroup until it has this many workgroups. */
 const MATVEC_MIN_GROUPS = 512;
-/** matvec1 (one row of x) spreads rows over more threads until it has this many workgroups. */
-const MATVEC1_GROUPS = 256;
+/**
+ * matvec1 (one row of x) spreads rows over more threads (from `minTpr` threads a row, a power of two
+ * from 8 up) until it has `groups` workgroups, and has a thread read up to `preload` vec4 of its
+ * weights before it stages x (0 to 12). Benchmarks may change them.
+ */
+export const MATVEC1_TUNING = { groups: 256, preload: 4, minTpr: 8 };
 /**
  * Rows of x per workgroup of the matrix-vector kernel, at most (each weight read is reused for them).
  * The kernel takes 1, 2, 4 or 8, but on an H100 8 was slower at batch 32 (4,244 vs 4,977 tok/s, f32)
@@ -166,6 +170,19 @@ interface PendingLinear {
    * conv's output, their partial sums per workgroup to `partials` (see wgsl/matvec1.wgsl, mode 3)
    */
   xp?: { w: GPUBuffer; rows: number; stride: number; partials: GPUBuffer };
+}
+
+/**
+ * The last half of greedy sampling (wgsl/argmax_partials.wgsl) held back, for the next step's embed of
+ * the ids it writes to join it: the best of `groups` (value, id) pairs per row of x in `partials`, to
+ * out[outRow].
+ */
+interface PendingArgmax {
+  out: GpuTensor;
+  outRow: number;
+  m: number;
+  groups: number;
+  partials: GPUBuffer;
 }
 
 /** A dispatch as #run records it, kept to be recorded again (see #replay). */
@@ -382,6 +399,7 @@ export class WebGpuBackend implements Backend {
   #maps: (() => void)[] = [];
   #pendingNorm?: PendingNorm;
   #pendingLinear?: PendingLinear;
+  #pendingArgmax?: PendingArgmax;
   #timestamps?: { querySet: GPUQuerySet; first: boolean; names?: string[] };
   #failure?: string;
   #lost?: string;
@@ -517,10 +535,20 @@ export class WebGpuBackend implements Backend {
   // ---- ops ----
 
   embed(out: Tensor, table: Tensor, ids: Tensor, idsOffset = 0): void {
-    this.#emit();
     const o = gt(out), tab = gt(table), id = gt(ids);
     const d = tab.shape[1];
     const m = numel(o.shape) / d;
+    const pa = this.#pendingArgmax;
+    if (
+      pa && pa.out === id && pa.m === m && idsOffset === pa.outRow * m && !this.#pendingLinear &&
+      !this.#pendingNorm && o !== id && o.buffer !== pa.partials
+    ) {
+      // the rows greedy sampling is choosing now: embedded by the same dispatch
+      this.#pendingArgmax = undefined;
+      this.#argmaxPartials(pa, { out: o, table: tab, d });
+      return;
+    }
+    this.#emit();
     const stride = tab.matrix?.stride ?? d;
     const kernel = tab.matrix?.packed === "f16" ? "embed_f16" : "embed";
     this.#run(
@@ -647,8 +675,13 @@ export class WebGpuBackend implements Backend {
     return false;
   }
 
-  /** Dispatches what was held back (matrix-vector products, a norm), before any other op. */
+  /** Dispatches what was held back (argmax_partials, matrix-vector products, a norm), before any other op. */
   #emit(): void {
+    const pa = this.#pendingArgmax;
+    if (pa) {
+      this.#pendingArgmax = undefined;
+      this.#argmaxPartials(pa);
+    }
     const pl = this.#pendingLinear;
     if (pl) {
       this.#pendingLinear = undefined;
@@ -701,17 +734,33 @@ export class WebGpuBackend implements Backend {
     for (const d of memo.dispatches) this.#replay(d);
     if (pl.argmax) {
       // matvec1's workgroups (split-k: its reduce's, per row of x) left their best rows in #partials;
-      // the best of them to out[outRow]
+      // the best of them to out[outRow] by argmax_partials, held back: the next step's embed of that
+      // row joins it (see embed)
       const groups = splitk ? Math.ceil(pl.items[0].rows / 256) : memo.dispatches[0].x;
-      this.#run(
-        "argmax_partials",
-        {},
-        [pl.argmax.out.buffer, memo.partials!],
-        [pl.m, groups, pl.argmax.outRow, 0],
-        "uuuu",
-        [pl.m, 1, 1],
-      );
+      this.#pendingArgmax = { ...pl.argmax, m: pl.m, groups, partials: memo.partials! };
     }
+  }
+
+  /** argmax_partials for `a`, with the embedding of its ids into `embed.out` when given. */
+  #argmaxPartials(a: PendingArgmax, embed?: { out: GpuTensor; table: GpuTensor; d: number }): void {
+    const table = embed?.table;
+    this.#run(
+      "argmax_partials",
+      {},
+      [a.out.buffer, a.partials, table?.buffer ?? this.#dummyRead, embed?.out.buffer ?? this.#dummyRw],
+      [
+        a.m,
+        a.groups,
+        a.outRow,
+        embed ? 1 : 0,
+        embed?.d ?? 0,
+        table ? table.matrix?.stride ?? embed!.d : 0,
+        table?.matrix?.packed === "f16" ? 1 : 0,
+        0,
+      ],
+      "uuuuuuuu",
+      [a.m, 1, 1],
+    );
   }
 
   /**
@@ -845,10 +894,11 @@ export class WebGpuBackend implements Backend {
     const f16 = pl.packed === "f16";
     const stride4 = f16 ? pl.stride / 8 : x4;
     const rows = pl.items.reduce((a, it) => a + it.rows, 0);
-    // Threads per output row: from 8 up, while that leaves fewer than MATVEC1_GROUPS workgroups and
-    // a thread still has a whole vec4 of the row (short rows and small matrices spread wider).
-    let tpr = 8;
-    while (tpr < 256 && tpr < stride4 && Math.ceil(rows / (256 / tpr)) < MATVEC1_GROUPS) tpr *= 2;
+    // Threads per output row: from MATVEC1_TUNING.minTpr up, while that leaves fewer than
+    // MATVEC1_TUNING.groups workgroups and a thread still has a whole vec4 of the row (short rows and
+    // small matrices spread wider).
+    let tpr = MATVEC1_TUNING.minTpr;
+    while (tpr < 256 && tpr < stride4 && Math.ceil(rows / (256 / tpr)) < MATVEC1_TUNING.groups) tpr *= 2;
     // x_proj's partial products: a set number of channels per workgroup (few partials to add up)
     if (pl.xp) tpr = 256 / XPROJ_TUNING.rowsPerGroup;
     const perGroup = 256 / tpr;
@@ -874,9 +924,10 @@ export class WebGpuBackend implements Backend {
     const buffers = this.#linearBuffers(pl, slots, extra);
     const xrows = pl.xp?.rows ?? 0, xstride4 = pl.xp ? pl.xp.stride / (f16 ? 8 : 4) : 0;
     const flags = [pl.cols, stride4, n, total, pl.norm ? 1 : 0, pl.norm?.eps ?? 0, mode, k, xrows, xstride4];
+    const np = Math.min(MATVEC1_TUNING.preload, Math.ceil(stride4 / tpr));
     return this.#prepare(
       "matvec1",
-      { WG: 256, TPR: tpr, XMAX: Math.ceil(x4 / 64) * 64, F16: f16 ? 1 : 0 },
+      { WG: 256, TPR: tpr, XMAX: Math.ceil(x4 / 64) * 64, F16: f16 ? 1 : 0, MODE: mode, NP: np, COUNT: n },
       buffers,
       [...os, ...starts, ...hasBias, ...flags],
       "uuuuuuuuuuuuuuuuufuuuu",

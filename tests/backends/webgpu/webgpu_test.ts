@@ -190,7 +190,7 @@ Deno.test({
         });
       }
 
-      for (const [d, di, k, bias] of [[45, 37, 4, true], [130, 261, 3, false]] as const) {
+      for (const [d, di, k, bias] of [[45, 37, 4, true], [130, 261, 3, false], [61, 45, 6, true]] as const) {
         await t.step(
           `rmsNorm() -> linear() x, z -> conv1dSilu() (one step, fused) matches js for d ${d}, di ${di}, k ${k}`,
           async () => {
@@ -201,6 +201,7 @@ Deno.test({
               wx: be.uploadMatrix(rand(di * d, 82), [di, d]),
               wz: be.uploadMatrix(rand(di * d, 83), [di, d]),
               bz: be.upload(rand(di, 84), [di]),
+              bx: be.upload(rand(di, 88), [di]),
               x: be.zeros([1, 1, di]),
               z: be.zeros([1, 1, di]),
               xc: be.zeros([1, 1, di]),
@@ -212,7 +213,7 @@ Deno.test({
                 be.rmsNorm(x.xn, x.hidden, x.nw, 1e-5);
                 // z first: the fused conv must find x's product wherever it is in the group
                 be.linear(x.z, x.wz, x.xn, x.bz);
-                be.linear(x.x, x.wx, x.xn);
+                be.linear(x.x, x.wx, x.xn, bias ? x.bx : undefined);
                 be.conv1dSilu(x.xc, x.x, x.cw, bias ? x.cb : undefined, x.state);
                 be.add(x.hidden, x.hidden, x.hidden); // another input for the next step
               }
@@ -272,6 +273,51 @@ Deno.test({
               got.push([...await be.readIds(ids)]);
             }
             assert.deepEqual(got[1], got[0], `greedy ids for input ${i}`);
+          }
+        },
+      );
+
+      await t.step(
+        "sample() greedy (fused) and the next embed() of its ids are one dispatch and match js over steps, f32 and f16",
+        async () => {
+          const [d, v, steps] = [37, 1001, 4];
+          const table = rand(v * d, 95), nwv = rand(d, 96), headW = rand(v * d, 97);
+          const f16 = await createWebGpuBackend({ dtype: "f16" });
+          try {
+            for (const g of [gpu, f16]) {
+              const round = (x: Float32Array) => g === f16 ? halfRound(x) : x;
+              // every step embeds the ids sampled last (fused), or row 0 again (`again`: not fused)
+              for (const again of [false, true]) {
+                const got: { ids: number[]; hidden: Float32Array }[] = [];
+                for (const be of [new JsBackend(), g] as Backend[]) {
+                  const tab = be.uploadMatrix(be === g ? table : round(table), [v, d]);
+                  const head = be.uploadMatrix(be === g ? headW : round(headW), [v, d]);
+                  const nw = be.upload(nwv, [d]);
+                  const hidden = be.zeros([1, 1, d]), xn = be.zeros([1, d]), logits = be.zeros([1, v]);
+                  const ids = be.zeros([steps + 1, 1], "i32");
+                  be.write(ids, Int32Array.from([5, 0, 0, 0, 0]));
+                  const step = (s: number) => {
+                    be.embed(hidden, tab, ids, again ? 0 : s);
+                    be.rmsNorm(xn, hidden, nw, 1e-5);
+                    be.linear(logits, head, xn);
+                    be.sample({ out: ids, outRow: s + 1, logits, params: GREEDY, step: s });
+                  };
+                  if (be === g) {
+                    // 3 steps: the first embed alone, then 2 dispatches a step (3 when not fused)
+                    const dispatches = g.recordOnly(() => [0, 1, 2].forEach(step)).dispatches;
+                    assert.equal(dispatches, again ? 9 : 7, `dispatches of 3 steps, again ${again}`);
+                  }
+                  for (let s = 0; s < steps; s++) step(s);
+                  got.push({ ids: [...await be.readIds(ids)], hidden: await be.read(hidden) });
+                }
+                const what = `${g === f16 ? "f16" : "f32"}, again ${again}`;
+                assert.deepEqual(got[1].ids, got[0].ids, `greedy ids, ${what}`);
+                if (!again) assert.equal(new Set(got[0].ids).size > 2, true, `ids that change, ${what}`);
+                close(got[1].hidden, got[0].hidden, 0, `embedded row, ${what}`);
+              }
+            }
+          } finally {
+            await f16.dispose();
           }
         },
       );
