@@ -64,6 +64,7 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   sample: ["rw", "read", "rw", "rw"],
   scan_carry: ["rw", "rw", "read"],
   splitk: ["read", "read", "read", "read", "read", "read", "rw"],
+  splitk_tile: ["read", "read", "read", "read", "read", "read", "rw"],
   splitk_reduce: ["read", ...Array(4).fill("rw"), ...Array(4).fill("read"), "read", "read", "rw", "rw"],
   scan_step: ["rw", "read", "rw", "read", "rw", "rw", "read", "read", "rw", "rw", "read", "read", "read"],
   scan_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
@@ -720,10 +721,10 @@ export class WebGpuBackend implements Backend {
     const x4 = pl.stride / 4;
     const rows = pl.items.map((it) => it.rows);
     const tile = { ...splitkTile(pl.m, rows, x4), ...LINEAR_TUNING.tile };
-    const { MB, WG, KC4, S, RW } = tile;
+    const { MB, WG, KC4, S, RW, BN } = tile;
     const l4 = Math.ceil(x4 / S / KC4) * KC4;
     const nsl = Math.ceil(x4 / l4);
-    const { os, starts, hasBias, total } = groupsOf(pl, WG * RW);
+    const { os, starts, hasBias, total } = groupsOf(pl, BN ? BN : WG * RW);
     const cols = [0, 0, 0, 0];
     let t = 0;
     for (let j = 0; j < pl.items.length; j++) {
@@ -739,9 +740,10 @@ export class WebGpuBackend implements Backend {
     const nw = pl.norm ? pl.norm.w.buffer : this.#dummyRead;
     const n = pl.items.length;
     const hasNorm = pl.norm ? 1 : 0;
+    const f16 = pl.packed === "f16" ? 1 : 0;
     const first = this.#prepare(
-      "splitk",
-      { WG, MB, KC4, RW, F16: pl.packed === "f16" ? 1 : 0 },
+      BN ? "splitk_tile" : "splitk",
+      BN ? { MB, BN, KC4, F16: f16 } : { WG, MB, KC4, RW, F16: f16 },
       [x, ...ws, nw, scratch],
       [...os, ...starts, ...cols, pl.m, pl.cols, x4, n, hasNorm, nsl, l4, t, total],
       "uuuuuuuuuuuuuuuuuuuuu",
@@ -1957,10 +1959,18 @@ const SPLITK_MIN_GROUPS = 384;
 const SPLITK_MAX_SLICES = 12;
 /** The split-k kernels give each thread two output rows from this many tiles of rows on. */
 const SPLITK_RW2_TILES = 192;
+/** From this many rows of x on, the register-blocked split-k kernel (wgsl/splitk_tile.wgsl) ... */
+const SPLITK_TILE_MIN_M = 9;
+/** ... with this many output rows per workgroup ... */
+const SPLITK_TILE_BN = 64;
+/** ... and this many vec4 of k per chunk (fewer where its threads cannot stage them). */
+const SPLITK_TILE_KC4 = 2;
 
 /**
- * The split-k kernels' shape (see wgsl/splitk.wgsl): MB rows of x, WG threads of RW output rows each,
- * S slices of k staged KC4 vec4 at a time.
+ * The split-k kernels' shape. BN = 0: wgsl/splitk.wgsl, MB rows of x, WG threads of RW output rows
+ * each, S slices of k staged KC4 vec4 at a time. BN > 0: wgsl/splitk_tile.wgsl (register blocked),
+ * MB rows of x by BN output rows per workgroup (MB * BN / 16 threads of 4 x 4 sums), S slices of k
+ * staged KC4 vec4 at a time (WG and RW unused).
  */
 export interface SplitkTile {
   MB: number;
@@ -1968,6 +1978,7 @@ export interface SplitkTile {
   RW: number;
   KC4: number;
   S: number;
+  BN: number;
 }
 
 /**
@@ -1981,24 +1992,31 @@ export const LINEAR_TUNING: { splitk: "auto" | "always" | "never"; tile?: Partia
 
 /**
  * The split-k tile for m (2..32) rows of x times matrices of `rows` rows and x4 vec4 of columns:
- * MB the power of two from 4 that covers m, WG threads of RW output rows (two, and longer chunks,
- * for large matrices: the lm_head), KC4 vec4 of k staged at a time, and S slices of k, as many as
- * make SPLITK_MIN_GROUPS workgroups with at least one chunk each, SPLITK_MAX_SLICES at most. (On an H100 at m = 32, swept with
- * bench/splitk.ts: 128 x 1 for in_proj and out_proj, 128 x 2 with 32-vec4 chunks and 2 slices for
- * the lm_head.)
+ * MB the power of two from 4 that covers m. From SPLITK_TILE_MIN_M rows of x on, the register-blocked
+ * kernel with SPLITK_TILE_BN output rows per workgroup and SPLITK_TILE_KC4 vec4 of k per chunk;
+ * below, the kernel of a thread per output row: WG threads of RW output rows (two, and longer
+ * chunks, for large matrices: the lm_head), KC4 vec4 of k staged at a time. Then S slices of k, as
+ * many as make SPLITK_MIN_GROUPS workgroups with at least one chunk each, SPLITK_MAX_SLICES at
+ * most. (On an H100 at m = 32, swept with bench/splitk.ts: ...)
  */
 export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
   let MB = 4;
   while (MB < m) MB *= 2;
-  const WG = 128;
-  const big = rows.reduce((a, r) => a + Math.ceil(r / WG), 0) >= SPLITK_RW2_TILES;
-  const RW = big ? 2 : 1, KC4 = big ? 32 : 16;
-  const tiles = rows.reduce((a, r) => a + Math.ceil(r / (WG * RW)), 0);
+  let WG = 128, RW = 1, KC4 = 16, BN = 0, perGroup = WG;
+  if (m >= SPLITK_TILE_MIN_M) {
+    BN = perGroup = SPLITK_TILE_BN;
+    KC4 = Math.min(SPLITK_TILE_KC4, MB / 2, BN / 8);
+  } else if (rows.reduce((a, r) => a + Math.ceil(r / WG), 0) >= SPLITK_RW2_TILES) {
+    RW = 2;
+    KC4 = 32;
+    perGroup = WG * RW;
+  }
+  const tiles = rows.reduce((a, r) => a + Math.ceil(r / perGroup), 0);
   const S = Math.max(
     1,
     Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles), SPLITK_MAX_SLICES),
   );
-  return { MB, WG, RW, KC4, S };
+  return { MB, WG, RW, KC4, S, BN };
 }
 
 /** What one of the four matrix slots of matvec, matvec1 and gemm binds. */
