@@ -9,6 +9,7 @@
  *
  * ```sh
  * deno run -A --unstable-webgpu bench/splitk.ts [--reps 100] [--dtype f32,f16] [--m 32,8,2] [--sweep]
+ *   [--only in_proj,lm_head] [--rounds 3]
  * ```
  *
  * @module
@@ -31,6 +32,7 @@ const dtypes = arg("dtype", "f32,f16").split(",") as WeightDType[];
 const ms = arg("m", "32").split(",").map(Number);
 const sweep = Deno.args.includes("--sweep");
 const only = arg("only", "");
+const rounds = Number(arg("rounds", "3"));
 
 let seed = 1;
 const rand = (len: number, scale = 1) => {
@@ -79,7 +81,7 @@ for (const dtype of dtypes) {
         await be.read(outs[0]);
         const gpu = be as unknown as { timeGpu(f: () => void): Promise<number | undefined> };
         let best = Infinity;
-        for (let t = 0; t < 3; t++) {
+        for (let t = 0; t < rounds; t++) {
           // the GPU kept busy first (its clocks fall while it waits), then the timed reps right after
           for (let r = 0; r < 3 * reps; r++) op(outs[0]);
           const us = await gpu.timeGpu(() => {
@@ -98,15 +100,24 @@ for (const dtype of dtypes) {
       const results: [number, SplitkTile][] = [[after, chosen]];
       if (sweep) {
         const x4 = Math.ceil(cols / 8) * 2;
-        for (const [WG, RW] of [[64, 1], [128, 1], [256, 1], [64, 2], [128, 2]]) {
-          for (const KC4 of [8, 16, 32]) {
-            for (const S of [1, 2, 3, 4, 6, 8, 12, 16, 24]) {
-              if (S > Math.ceil(x4 / KC4) || (S - 1) * KC4 >= x4) continue;
-              const tile = { ...chosen, WG, RW, KC4, S };
-              if (JSON.stringify(tile) === JSON.stringify(chosen)) continue;
-              LINEAR_TUNING.tile = tile;
-              results.push([await time(), tile]);
-            }
+        const slices = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32].filter((S) => rows[0] < 8192 || S <= 4);
+        // the kernel of a thread per output row (BN 0), then the register-blocked one
+        const tiles: Partial<SplitkTile>[] = [];
+        for (const [RW, KC4] of [[1, 16], [2, 32]]) {
+          if (rows[0] >= 8192 || RW === 1) tiles.push({ BN: 0, WG: 128, RW, KC4 });
+        }
+        for (const BN of [16, 32, 64, 128]) {
+          for (const KC4 of [2, 4, 8, 16]) {
+            if (KC4 <= BN / 8 && KC4 <= chosen.MB / 2) tiles.push({ BN, KC4 });
+          }
+        }
+        for (const t of tiles) {
+          for (const S of slices) {
+            if (S > Math.ceil(x4 / t.KC4!) || (S - 1) * t.KC4! >= x4) continue;
+            const tile = { ...chosen, ...t, S };
+            if (JSON.stringify(tile) === JSON.stringify(chosen)) continue;
+            LINEAR_TUNING.tile = tile;
+            results.push([await time(), tile]);
           }
         }
         LINEAR_TUNING.tile = undefined;
@@ -122,7 +133,15 @@ for (const dtype of dtypes) {
         before_us: before,
         splitk_us: after,
         tile: chosen,
-        best: results.slice(0, 3).map(([us, t]) => ({ us, WG: t.WG, RW: t.RW, KC4: t.KC4, S: t.S })),
+        best: results.slice(0, 3).map(([us, t]) => ({
+          us,
+          BN: t.BN,
+          WG: t.WG,
+          RW: t.RW,
+          KC4: t.KC4,
+          S: t.S,
+        })),
+        best_rows: results.filter(([, t]) => !t.BN).slice(0, 2).map(([us, t]) => ({ us, RW: t.RW, S: t.S })),
       }));
       for (const t of [x, xn, ...outs, other, resid] as Tensor[]) (be as Backend).free(t);
     }

@@ -100,12 +100,22 @@ fn store(j: u32, idx: u32, v: f32) {
 
 // 1 / rms of row i_m of x, from the slices' sums of squares
 fn rs_of(i_m: u32) -> f32 {
-  var ss = 0.0;
-  let b = p.nsl * p.m * p.t + i_m;
-  for (var s = 0u; s < p.nsl; s++) {
-    ss += part[b + s * p.m];
-  }
+  let ss = slices(p.nsl * p.m * p.t + i_m, p.m);
   return 1.0 / sqrt(ss / f32(p.i) + p.eps);
+}
+
+// the sum of part[b + s * stride] over the nsl slices, read four at a time (loads in flight together)
+fn slices(b: u32, stride: u32) -> f32 {
+  var acc = vec4<f32>(0.0);
+  var s = 0u;
+  for (; s + 4u <= p.nsl; s += 4u) {
+    let e = b + s * stride;
+    acc += vec4<f32>(part[e], part[e + stride], part[e + 2u * stride], part[e + 3u * stride]);
+  }
+  for (; s < p.nsl; s++) {
+    acc.x += part[b + s * stride];
+  }
+  return (acc.x + acc.y) + (acc.z + acc.w);
 }
 
 fn silu(v: f32) -> f32 {
@@ -121,10 +131,7 @@ fn put_xn(e: u32) {
 
 // The output at column c of row i_m with its epilogue, stored; returns it.
 fn finish(i_m: u32, c: u32) -> f32 {
-  var sum = 0.0;
-  for (var s = 0u; s < p.nsl; s++) {
-    sum += part[(s * p.m + i_m) * p.t + c];
-  }
+  var sum = slices(i_m * p.t + c, p.m * p.t);
   if (p.has_norm == 1u) {
     sum *= rs_of(i_m);
   }

@@ -967,7 +967,12 @@ Deno.test({
       [17, 130, 65, 33, 7],
       [31, 1100, 4099, 13, 3],
       [32, 77, 41, 40, 31],
-      [5, 203, 300, 7, 9, { RW: 2, KC4: 8, S: 2 }],
+      [5, 203, 300, 7, 9, { BN: 0, RW: 2, KC4: 8, S: 2 }],
+      // the register-blocked kernel (wgsl/splitk_tile.wgsl): on m below its own range, with 4 vec4
+      // of k per chunk (a chunk beyond i) and matrices of fewer rows than a tile
+      [3, 203, 70, 5, 33, { BN: 32, KC4: 2, S: 3 }],
+      [17, 45, 129, 9, 66, { BN: 32, KC4: 4, S: 2 }],
+      [32, 301, 37, 130, 3, { BN: 16, KC4: 2, S: 4 }],
     ];
     await t.step(
       "linear() takes split-k (two dispatches) for 32 x 768 x 768, matvec for 16 x 768 x 1536 and 32 x 80 x 1536",
