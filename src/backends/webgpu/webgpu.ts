@@ -1953,18 +1953,29 @@ const SPLITK_MAX_M = 32;
  */
 const SPLITK_MIN_OUTPUTS = 2 ** 14;
 const SPLITK_MIN_WORK = 2 ** 24;
-/** The split-k kernels cut k into slices until the products have this many workgroups. */
+/** The split-k kernels cut k into slices until the products have this many workgroups ... */
 const SPLITK_MIN_GROUPS = 384;
-/** ... into at most this many slices (more, and out_proj at m = 32 took 41 us against 23). */
+/** ... into at most this many slices with two output rows per thread (the lm_head) ... */
 const SPLITK_MAX_SLICES = 12;
+/** ... with one row per thread: slices of one chunk, at most this many ... */
+const SPLITK_MAX_SLICES_ROWS = 24;
+/** ... and in the register-blocked kernel, at most this many. */
+const SPLITK_MAX_SLICES_TILE = 32;
 /** The split-k kernels give each thread two output rows from this many tiles of rows on. */
 const SPLITK_RW2_TILES = 192;
-/** From this many rows of x on, the register-blocked split-k kernel (wgsl/splitk_tile.wgsl) ... */
-const SPLITK_TILE_MIN_M = 9;
-/** ... with this many output rows per workgroup ... */
+/**
+ * From this many rows of x on, the register-blocked split-k kernel (wgsl/splitk_tile.wgsl) where
+ * a thread per output row makes fewer than SPLITK_MIN_GROUPS_ROWS workgroups, with SPLITK_TILE_BN
+ * output rows per workgroup and SPLITK_TILE_KC4 vec4 of k per chunk. On an H100 (bench/splitk.ts
+ * --sweep, us per product, both dispatches, f32 / f16): out_proj (768 x 1536) at m = 32 19.9 / 18.3
+ * (64 rows, 2 or 4 vec4, 32 slices) against 23.9 / 28.3 a thread per row; in_proj (2 x 1536 x 768)
+ * at m = 32 25.4 / 24.7 a thread per row (12 slices) against 26.7 / 27.5; at m = 16 a thread per row
+ * is as fast or faster for both (out_proj 15.3 / 14.8 at 24 slices).
+ */
+const SPLITK_TILE_MIN_M = 17;
+const SPLITK_MIN_GROUPS_ROWS = 256;
 const SPLITK_TILE_BN = 64;
-/** ... and this many vec4 of k per chunk (fewer where its threads cannot stage them). */
-const SPLITK_TILE_KC4 = 2;
+const SPLITK_TILE_KC4 = 2; // 4 was as fast (f16 18.3 against about 19): 2 keeps llvmpipe's compiles short
 
 /**
  * The split-k kernels' shape. BN = 0: wgsl/splitk.wgsl, MB rows of x, WG threads of RW output rows
@@ -1991,32 +2002,31 @@ export const LINEAR_TUNING: { splitk: "auto" | "always" | "never"; tile?: Partia
 };
 
 /**
- * The split-k tile for m (2..32) rows of x times matrices of `rows` rows and x4 vec4 of columns:
- * MB the power of two from 4 that covers m. From SPLITK_TILE_MIN_M rows of x on, the register-blocked
- * kernel with SPLITK_TILE_BN output rows per workgroup and SPLITK_TILE_KC4 vec4 of k per chunk;
- * below, the kernel of a thread per output row: WG threads of RW output rows (two, and longer
- * chunks, for large matrices: the lm_head), KC4 vec4 of k staged at a time. Then S slices of k, as
- * many as make SPLITK_MIN_GROUPS workgroups with at least one chunk each, SPLITK_MAX_SLICES at
- * most. (On an H100 at m = 32, swept with bench/splitk.ts: ...)
+ * The split-k tile for m (2..32) rows of x times matrices of `rows` rows and x4 vec4 of columns, MB
+ * the power of two from 4 that covers m. For large matrices (the lm_head), the kernel of a thread
+ * per output row with two rows each, chunks of 32 vec4 and S slices of k, as many as make
+ * SPLITK_MIN_GROUPS workgroups, SPLITK_MAX_SLICES at most. Otherwise that kernel with one row per
+ * thread and slices of one chunk of 16 vec4 (SPLITK_MAX_SLICES_ROWS at most), unless that gives
+ * fewer than SPLITK_MIN_GROUPS_ROWS workgroups at SPLITK_TILE_MIN_M rows of x or more: then the
+ * register-blocked kernel, SPLITK_TILE_BN output rows and SPLITK_TILE_KC4 vec4 of k per chunk, as
+ * many slices as make SPLITK_MIN_GROUPS workgroups, SPLITK_MAX_SLICES_TILE at most.
  */
 export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
   let MB = 4;
   while (MB < m) MB *= 2;
-  let WG = 128, RW = 1, KC4 = 16, BN = 0, perGroup = WG;
-  if (m >= SPLITK_TILE_MIN_M) {
-    BN = perGroup = SPLITK_TILE_BN;
-    KC4 = Math.min(SPLITK_TILE_KC4, MB / 2, BN / 8);
-  } else if (rows.reduce((a, r) => a + Math.ceil(r / WG), 0) >= SPLITK_RW2_TILES) {
-    RW = 2;
-    KC4 = 32;
-    perGroup = WG * RW;
+  const WG = 128;
+  const tilesOf = (perGroup: number) => rows.reduce((a, r) => a + Math.ceil(r / perGroup), 0);
+  const slices = (KC4: number, tiles: number, most: number) =>
+    Math.max(1, Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles), most));
+  if (tilesOf(WG) >= SPLITK_RW2_TILES) {
+    return { MB, WG, RW: 2, KC4: 32, S: slices(32, tilesOf(2 * WG), SPLITK_MAX_SLICES), BN: 0 };
   }
-  const tiles = rows.reduce((a, r) => a + Math.ceil(r / perGroup), 0);
-  const S = Math.max(
-    1,
-    Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles), SPLITK_MAX_SLICES),
-  );
-  return { MB, WG, RW, KC4, S, BN };
+  const S = Math.max(1, Math.min(Math.ceil(x4 / 16), SPLITK_MAX_SLICES_ROWS));
+  if (m < SPLITK_TILE_MIN_M || tilesOf(WG) * S >= SPLITK_MIN_GROUPS_ROWS) {
+    return { MB, WG, RW: 1, KC4: 16, S, BN: 0 };
+  }
+  const BN = SPLITK_TILE_BN, KC4 = SPLITK_TILE_KC4;
+  return { MB, WG, RW: 1, KC4, S: slices(KC4, tilesOf(BN), SPLITK_MAX_SLICES_TILE), BN };
 }
 
 /** What one of the four matrix slots of matvec, matvec1 and gemm binds. */

@@ -948,14 +948,20 @@ Deno.test({
       "splitkTile() covers m with 4..32 rows and cuts k into slices while workgroups are few",
       () => {
         const at = (m: number, rows: number[], x4: number) => {
-          const { MB, WG, RW, KC4, S } = splitkTile(m, rows, x4);
-          return [MB, WG, RW, KC4, S];
+          const { MB, WG, RW, KC4, S, BN } = splitkTile(m, rows, x4);
+          return [MB, WG, RW, KC4, S, BN];
         };
-        assert.deepEqual(at(2, [1536, 1536], 192), [4, 128, 1, 16, 12]);
-        assert.deepEqual(at(17, [768], 384), [32, 128, 1, 16, 12]);
-        assert.deepEqual(at(32, [48, 16, 16], 384), [32, 128, 1, 16, 12]);
-        assert.deepEqual(at(32, [1536], 12), [32, 128, 1, 16, 1]);
-        assert.deepEqual(at(32, [50280], 192), [32, 128, 2, 32, 2]);
+        // a thread per output row, slices of one chunk of 16 vec4 (at most 24)
+        assert.deepEqual(at(2, [1536, 1536], 192), [4, 128, 1, 16, 12, 0]);
+        assert.deepEqual(at(32, [1536, 1536], 192), [32, 128, 1, 16, 12, 0]);
+        assert.deepEqual(at(16, [768], 384), [16, 128, 1, 16, 24, 0]);
+
+        // register blocked from 17 rows of x where a thread per row makes few workgroups
+        assert.deepEqual(at(17, [768], 384), [32, 128, 1, 2, 32, 64]);
+        assert.deepEqual(at(32, [48, 16, 16], 384), [32, 128, 1, 2, 32, 64]);
+        assert.deepEqual(at(32, [1536], 12), [32, 128, 1, 2, 6, 64]);
+        // two rows per thread for the lm_head, a few slices
+        assert.deepEqual(at(32, [50280], 192), [32, 128, 2, 32, 2, 0]);
       },
     );
     // m, d (columns of x), rows of the three matrices on the normed x, a tile instead of
