@@ -714,8 +714,9 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * The products of 2 <= m <= 32 rows of x, split over k: wgsl/splitk.wgsl leaves the partial sums
-   * of the slices of k in #splitScratch, wgsl/splitk_reduce.wgsl adds them up with the epilogue.
+   * The products of 2 <= m <= 32 rows of x, split over k: wgsl/splitk.wgsl (or the register-blocked
+   * wgsl/splitk_tile.wgsl, as splitkTile says) leaves the partial sums of the slices of k in
+   * #splitScratch, wgsl/splitk_reduce.wgsl adds them up with the epilogue.
    */
   #splitk(pl: PendingLinear): [Dispatch, Dispatch] {
     const x4 = pl.stride / 4;
@@ -1967,15 +1968,17 @@ const SPLITK_RW2_TILES = 192;
  * From this many rows of x on, the register-blocked split-k kernel (wgsl/splitk_tile.wgsl) where
  * a thread per output row makes fewer than SPLITK_MIN_GROUPS_ROWS workgroups, with SPLITK_TILE_BN
  * output rows per workgroup and SPLITK_TILE_KC4 vec4 of k per chunk. On an H100 (bench/splitk.ts
- * --sweep, us per product, both dispatches, f32 / f16): out_proj (768 x 1536) at m = 32 19.9 / 18.3
- * (64 rows, 2 or 4 vec4, 32 slices) against 23.9 / 28.3 a thread per row; in_proj (2 x 1536 x 768)
- * at m = 32 25.4 / 24.7 a thread per row (12 slices) against 26.7 / 27.5; at m = 16 a thread per row
- * is as fast or faster for both (out_proj 15.3 / 14.8 at 24 slices).
+ * --sweep --rounds 3, us per product, both dispatches, f32 / f16, m = 32): out_proj (768 x 1536)
+ * 19.8 / 19.8 (64 rows, 2 vec4, 32 slices; 4 vec4: 20.1 / 18.3) against 20.1 / 18.9 a thread per
+ * row with 24 slices (23.9 / 28 with 12, as before); in_proj (2 x 1536 x 768) 25.5 / 24.6 a thread
+ * per row (12 slices) against 26.7 / 24.2 at best; likewise at m = 24. Products on these few rows
+ * are bound by latency (a few dependent loads, two dispatches), not by the reads of workgroup
+ * memory that register blocking saves.
  */
 const SPLITK_TILE_MIN_M = 17;
 const SPLITK_MIN_GROUPS_ROWS = 256;
 const SPLITK_TILE_BN = 64;
-const SPLITK_TILE_KC4 = 2; // 4 was as fast (f16 18.3 against about 19): 2 keeps llvmpipe's compiles short
+const SPLITK_TILE_KC4 = 2; // 2 rather than 4: 768 floats of workgroup memory, short compiles on llvmpipe
 
 /**
  * The split-k kernels' shape. BN = 0: wgsl/splitk.wgsl, MB rows of x, WG threads of RW output rows
