@@ -106,16 +106,9 @@ for (const dtype of dtypes) {
       if (sweep) {
         const x4 = Math.ceil(cols / 8) * 2;
         const slices = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32].filter((S) => rows[0] < 8192 || S <= 4);
-        // the kernel of a thread per output row (BN 0), then the register-blocked one
-        const tiles: Partial<SplitkTile>[] = [];
-        for (const [RW, KC4] of [[1, 16], [2, 32]]) {
-          if (rows[0] >= 8192 || RW === 1) tiles.push({ BN: 0, WG: 128, RW, KC4 });
-        }
-        for (const BN of [32, 64, 128]) {
-          for (const KC4 of [2, 4, 8]) {
-            if (KC4 <= BN / 8 && KC4 <= chosen.MB / 2) tiles.push({ BN, KC4 });
-          }
-        }
+        // a thread per output row: one row and chunks of 16 vec4, or two rows and 32 (large matrices)
+        const tiles: Partial<SplitkTile>[] = [{ WG: 128, RW: 1, KC4: 16 }];
+        if (rows[0] >= 8192) tiles.push({ WG: 128, RW: 2, KC4: 32 });
         for (const t of tiles) {
           for (const S of slices) {
             if (S > Math.ceil(x4 / t.KC4!) || (S - 1) * t.KC4! >= x4) continue;
@@ -138,15 +131,7 @@ for (const dtype of dtypes) {
         before_us: before,
         splitk_us: after,
         tile: chosen,
-        best: results.slice(0, 3).map(([us, t]) => ({
-          us,
-          BN: t.BN,
-          WG: t.WG,
-          RW: t.RW,
-          KC4: t.KC4,
-          S: t.S,
-        })),
-        best_rows: results.filter(([, t]) => !t.BN).slice(0, 2).map(([us, t]) => ({ us, RW: t.RW, S: t.S })),
+        best: results.slice(0, 3).map(([us, t]) => ({ us, WG: t.WG, RW: t.RW, KC4: t.KC4, S: t.S })),
       }));
       for (const t of [x, xn, ...outs, other, resid] as Tensor[]) (be as Backend).free(t);
     }

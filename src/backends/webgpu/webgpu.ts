@@ -64,7 +64,6 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   sample: ["rw", "read", "rw", "rw"],
   scan_carry: ["rw", "rw", "read"],
   splitk: ["read", "read", "read", "read", "read", "read", "rw"],
-  splitk_tile: ["read", "read", "read", "read", "read", "read", "rw"],
   splitk_reduce: ["read", ...Array(4).fill("rw"), ...Array(4).fill("read"), "read", "read", "rw", "rw"],
   scan_step: ["rw", "read", "rw", "read", "rw", "rw", "read", "read", "rw", "rw", "read", "read", "read"],
   scan_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
@@ -714,18 +713,17 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * The products of 2 <= m <= 32 rows of x, split over k: wgsl/splitk.wgsl (or the register-blocked
-   * wgsl/splitk_tile.wgsl, as splitkTile says) leaves the partial sums of the slices of k in
-   * #splitScratch, wgsl/splitk_reduce.wgsl adds them up with the epilogue.
+   * The products of 2 <= m <= 32 rows of x, split over k: wgsl/splitk.wgsl leaves the partial sums
+   * of the slices of k in #splitScratch, wgsl/splitk_reduce.wgsl adds them up with the epilogue.
    */
   #splitk(pl: PendingLinear): [Dispatch, Dispatch] {
     const x4 = pl.stride / 4;
     const rows = pl.items.map((it) => it.rows);
     const tile = { ...splitkTile(pl.m, rows, x4), ...LINEAR_TUNING.tile };
-    const { MB, WG, KC4, S, RW, BN } = tile;
+    const { MB, WG, KC4, S, RW } = tile;
     const l4 = Math.ceil(x4 / S / KC4) * KC4;
     const nsl = Math.ceil(x4 / l4);
-    const { os, starts, hasBias, total } = groupsOf(pl, BN ? BN : WG * RW);
+    const { os, starts, hasBias, total } = groupsOf(pl, WG * RW);
     const cols = [0, 0, 0, 0];
     let t = 0;
     for (let j = 0; j < pl.items.length; j++) {
@@ -741,10 +739,9 @@ export class WebGpuBackend implements Backend {
     const nw = pl.norm ? pl.norm.w.buffer : this.#dummyRead;
     const n = pl.items.length;
     const hasNorm = pl.norm ? 1 : 0;
-    const f16 = pl.packed === "f16" ? 1 : 0;
     const first = this.#prepare(
-      BN ? "splitk_tile" : "splitk",
-      BN ? { MB, BN, KC4, F16: f16 } : { WG, MB, KC4, RW, F16: f16 },
+      "splitk",
+      { WG, MB, KC4, RW, F16: pl.packed === "f16" ? 1 : 0 },
       [x, ...ws, nw, scratch],
       [...os, ...starts, ...cols, pl.m, pl.cols, x4, n, hasNorm, nsl, l4, t, total],
       "uuuuuuuuuuuuuuuuuuuuu",
@@ -1958,33 +1955,21 @@ const SPLITK_MIN_WORK = 2 ** 24;
 const SPLITK_MIN_GROUPS = 384;
 /** ... into at most this many slices with two output rows per thread (the lm_head) ... */
 const SPLITK_MAX_SLICES = 12;
-/** ... with one row per thread: slices of one chunk, at most this many ... */
+/**
+ * ... and with one row per thread, slices of one chunk, at most this many. On an H100 (bench/splitk.ts
+ * --sweep --rounds 3, us per product, both dispatches, f32 / f16, m = 32): out_proj (768 x 1536) 20.1
+ * / 18.9 with 24 slices against 23.9 / 28 with 12. A register-blocked first phase (4 x 4 sums a thread,
+ * 64 rows a workgroup, tried and removed) was at best 0.3 to 0.6 us faster on out_proj and no faster
+ * on in_proj (2 x 1536 x 768: 25.5 / 24.6 with 12 slices): products on these few rows are bound by
+ * latency (a few dependent loads, two dispatches), not by the reads of workgroup memory it saves.
+ */
 const SPLITK_MAX_SLICES_ROWS = 24;
-/** ... and in the register-blocked kernel, at most this many. */
-const SPLITK_MAX_SLICES_TILE = 32;
 /** The split-k kernels give each thread two output rows from this many tiles of rows on. */
 const SPLITK_RW2_TILES = 192;
-/**
- * From this many rows of x on, the register-blocked split-k kernel (wgsl/splitk_tile.wgsl) where
- * a thread per output row makes fewer than SPLITK_MIN_GROUPS_ROWS workgroups, with SPLITK_TILE_BN
- * output rows per workgroup and SPLITK_TILE_KC4 vec4 of k per chunk. On an H100 (bench/splitk.ts
- * --sweep --rounds 3, us per product, both dispatches, f32 / f16, m = 32): out_proj (768 x 1536)
- * 19.8 / 19.8 (64 rows, 2 vec4, 32 slices; 4 vec4: 20.1 / 18.3) against 20.1 / 18.9 a thread per
- * row with 24 slices (23.9 / 28 with 12, as before); in_proj (2 x 1536 x 768) 25.5 / 24.6 a thread
- * per row (12 slices) against 26.7 / 24.2 at best; likewise at m = 24. Products on these few rows
- * are bound by latency (a few dependent loads, two dispatches), not by the reads of workgroup
- * memory that register blocking saves.
- */
-const SPLITK_TILE_MIN_M = 17;
-const SPLITK_MIN_GROUPS_ROWS = 256;
-const SPLITK_TILE_BN = 64;
-const SPLITK_TILE_KC4 = 2; // 2 rather than 4: 768 floats of workgroup memory, short compiles on llvmpipe
 
 /**
- * The split-k kernels' shape. BN = 0: wgsl/splitk.wgsl, MB rows of x, WG threads of RW output rows
- * each, S slices of k staged KC4 vec4 at a time. BN > 0: wgsl/splitk_tile.wgsl (register blocked),
- * MB rows of x by BN output rows per workgroup (MB * BN / 16 threads of 4 x 4 sums), S slices of k
- * staged KC4 vec4 at a time (WG and RW unused).
+ * The split-k kernels' shape (see wgsl/splitk.wgsl): MB rows of x, WG threads of RW output rows each,
+ * S slices of k staged KC4 vec4 at a time.
  */
 export interface SplitkTile {
   MB: number;
@@ -1992,7 +1977,6 @@ export interface SplitkTile {
   RW: number;
   KC4: number;
   S: number;
-  BN: number;
 }
 
 /**
@@ -2009,10 +1993,7 @@ export const LINEAR_TUNING: { splitk: "auto" | "always" | "never"; tile?: Partia
  * the power of two from 4 that covers m. For large matrices (the lm_head), the kernel of a thread
  * per output row with two rows each, chunks of 32 vec4 and S slices of k, as many as make
  * SPLITK_MIN_GROUPS workgroups, SPLITK_MAX_SLICES at most. Otherwise that kernel with one row per
- * thread and slices of one chunk of 16 vec4 (SPLITK_MAX_SLICES_ROWS at most), unless that gives
- * fewer than SPLITK_MIN_GROUPS_ROWS workgroups at SPLITK_TILE_MIN_M rows of x or more: then the
- * register-blocked kernel, SPLITK_TILE_BN output rows and SPLITK_TILE_KC4 vec4 of k per chunk, as
- * many slices as make SPLITK_MIN_GROUPS workgroups, SPLITK_MAX_SLICES_TILE at most.
+ * thread and slices of one chunk of 16 vec4 (SPLITK_MAX_SLICES_ROWS at most).
  */
 export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
   let MB = 4;
@@ -2022,14 +2003,9 @@ export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
   const slices = (KC4: number, tiles: number, most: number) =>
     Math.max(1, Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles), most));
   if (tilesOf(WG) >= SPLITK_RW2_TILES) {
-    return { MB, WG, RW: 2, KC4: 32, S: slices(32, tilesOf(2 * WG), SPLITK_MAX_SLICES), BN: 0 };
+    return { MB, WG, RW: 2, KC4: 32, S: slices(32, tilesOf(2 * WG), SPLITK_MAX_SLICES) };
   }
-  const S = Math.max(1, Math.min(Math.ceil(x4 / 16), SPLITK_MAX_SLICES_ROWS));
-  if (m < SPLITK_TILE_MIN_M || tilesOf(WG) * S >= SPLITK_MIN_GROUPS_ROWS) {
-    return { MB, WG, RW: 1, KC4: 16, S, BN: 0 };
-  }
-  const BN = SPLITK_TILE_BN, KC4 = SPLITK_TILE_KC4;
-  return { MB, WG, RW: 1, KC4, S: slices(KC4, tilesOf(BN), SPLITK_MAX_SLICES_TILE), BN };
+  return { MB, WG, RW: 1, KC4: 16, S: Math.max(1, Math.min(Math.ceil(x4 / 16), SPLITK_MAX_SLICES_ROWS)) };
 }
 
 /** What one of the four matrix slots of matvec, matvec1 and gemm binds. */

@@ -948,20 +948,17 @@ Deno.test({
       "splitkTile() covers m with 4..32 rows and cuts k into slices while workgroups are few",
       () => {
         const at = (m: number, rows: number[], x4: number) => {
-          const { MB, WG, RW, KC4, S, BN } = splitkTile(m, rows, x4);
-          return [MB, WG, RW, KC4, S, BN];
+          const { MB, WG, RW, KC4, S } = splitkTile(m, rows, x4);
+          return [MB, WG, RW, KC4, S];
         };
         // a thread per output row, slices of one chunk of 16 vec4 (at most 24)
-        assert.deepEqual(at(2, [1536, 1536], 192), [4, 128, 1, 16, 12, 0]);
-        assert.deepEqual(at(32, [1536, 1536], 192), [32, 128, 1, 16, 12, 0]);
-        assert.deepEqual(at(16, [768], 384), [16, 128, 1, 16, 24, 0]);
-
-        // register blocked from 17 rows of x where a thread per row makes few workgroups
-        assert.deepEqual(at(17, [768], 384), [32, 128, 1, 2, 32, 64]);
-        assert.deepEqual(at(32, [48, 16, 16], 384), [32, 128, 1, 2, 32, 64]);
-        assert.deepEqual(at(32, [1536], 12), [32, 128, 1, 2, 6, 64]);
+        assert.deepEqual(at(2, [1536, 1536], 192), [4, 128, 1, 16, 12]);
+        assert.deepEqual(at(32, [1536, 1536], 192), [32, 128, 1, 16, 12]);
+        assert.deepEqual(at(16, [768], 384), [16, 128, 1, 16, 24]);
+        assert.deepEqual(at(17, [768], 384), [32, 128, 1, 16, 24]);
+        assert.deepEqual(at(32, [1536], 12), [32, 128, 1, 16, 1]);
         // two rows per thread for the lm_head, a few slices
-        assert.deepEqual(at(32, [50280], 192), [32, 128, 2, 32, 2, 0]);
+        assert.deepEqual(at(32, [50280], 192), [32, 128, 2, 32, 2]);
       },
     );
     // m, d (columns of x), rows of the three matrices on the normed x, a tile instead of
@@ -973,12 +970,7 @@ Deno.test({
       [17, 130, 65, 33, 7],
       [31, 1100, 4099, 13, 3],
       [32, 77, 41, 40, 31],
-      [5, 203, 300, 7, 9, { BN: 0, RW: 2, KC4: 8, S: 2 }],
-      // the register-blocked kernel (wgsl/splitk_tile.wgsl): on m below its own range, with 4 vec4
-      // of k per chunk (a chunk beyond i) and matrices of fewer rows than a tile
-      [3, 203, 70, 5, 33, { BN: 32, KC4: 2, S: 3 }],
-      [17, 45, 129, 9, 66, { BN: 32, KC4: 4, S: 2 }],
-      [32, 301, 37, 130, 3, { BN: 16, KC4: 2, S: 4 }],
+      [5, 203, 300, 7, 9, { RW: 2, KC4: 8, S: 2 }],
     ];
     await t.step(
       "linear() takes split-k (two dispatches) for 32 x 768 x 768, matvec for 16 x 768 x 1536 and 32 x 80 x 1536",
