@@ -9,6 +9,12 @@
 //   1: (count <= 2, matrix 0 gives x of the conv) the causal depthwise conv1d + SiLU of one new step
 //      of each of the m sequences, with its state of k - 1 earlier inputs per channel, shifted in place:
 //      xc[i_m, c] = silu(conv_b[c] + sum_t<k-1 conv_w[c, t] * state[i_m, c, t] + conv_w[c, k-1] * out_0)
+//      and with xrows > 0, x_proj's products on xc split by workgroup: workgroup g of row i_m takes
+//      the columns [256 g, 256 g + 256) of that row (as epi 2), and each with channels of xc (g < XG =
+//      ceil(o_0 / 256)) leaves, for the xrows rows of xw (x_proj's matrices one under another, rows of
+//      xstride4 vec4<u32>, f32 bits or f16 pairs when xf16 = 1),
+//        pairs[(i_m * XG + g) * xrows4 + i_x] = sum_{c in [256 g, 256 g + 256), c < o_0} xw[i_x, c] * xc[i_m, c]
+//      (xrows4 = xrows rounded up to a multiple of 4) for scan_step to add up (its XG)
 //   2: (count = 1; greedy sampling) workgroup g of row i_m takes the columns [256 g, 256 g + 256) of
 //      that row and leaves the largest out_0 among them and its id (as f32 bits; none: 0xffffffff) in
 //      pairs[i_m, 2 g], pairs[i_m, 2 g + 1]; NaN and -inf never win, the lowest id among equals
@@ -23,11 +29,12 @@
 // | 10      | x      | read       | f32    | (m, i), read when has_norm = 1              |
 // | 11      | norm_w | read       | f32    | (i), read when has_norm = 1                 |
 // | 12      | xn     | read_write | f32    | (m, i), written when has_norm = 1           |
-// | 13      | resid  | read_write | f32    | (m, o_0), updated when has_resid = 1; epi 2: pairs (m, 2 * groups) |
+// | 13      | resid  | read_write | f32    | (m, o_0), updated when has_resid = 1; epi 2: pairs (m, 2 * groups); epi 1 with xrows: pairs (m, XG, xrows4) |
+// | 14      | xw     | read       | vec4<u32> | (xrows, xstride4), epi 1 with xrows > 0  |
 //
 // Dispatch: at least ceil(m * (T + has_norm * i) / 256) workgroups over x and y; T = sum of o_j,
 // matrix j's columns start at col[j]. epi 2: m * groups workgroups for the outputs (groups =
-// ceil(T / 256)), then ceil(has_norm * m * i / 256) for xn.
+// ceil(T / 256)), then ceil(has_norm * m * i / 256) for xn; so too epi 1 with xrows > 0.
 
 struct Params {
   o: vec4<u32>,
@@ -44,6 +51,9 @@ struct Params {
   epi: u32,
   k: u32,
   groups: u32,
+  xrows: u32,
+  xstride4: u32,
+  xf16: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -60,6 +70,10 @@ struct Params {
 @group(0) @binding(11) var<storage, read> norm_w: array<f32>;
 @group(0) @binding(12) var<storage, read_write> xn: array<f32>;
 @group(0) @binding(13) var<storage, read_write> resid: array<f32>;
+@group(0) @binding(14) var<storage, read> xw: array<vec4<u32>>;
+
+// epi 1: the xc this thread made (0 where it made none)
+var<private> xcv: f32;
 
 fn bias_at(j: u32, i_o: u32) -> f32 {
   if (p.has_bias[j] == 0u) {
@@ -166,7 +180,8 @@ fn finish(i_m: u32, c: u32) -> f32 {
     if (k > 1u) {
       out2[sbase + k - 2u] = v;
     }
-    out3[e] = silu(acc);
+    xcv = silu(acc);
+    out3[e] = xcv;
   }
   return v;
 }
@@ -219,6 +234,74 @@ fn argmax_groups(wlin: u32, t: u32) {
   }
 }
 
+// epi 1 with xrows > 0: workgroup wlin = i_m * groups + g takes columns [256 g, 256 g + 256) of row
+// i_m, then (g < XG) leaves x_proj's partial products over its channels of xc; the workgroups after
+// the m * groups of the outputs write xn.
+fn conv_groups(wlin: u32, t: u32) {
+  let cells = p.m * p.groups;
+  if (wlin >= cells) {
+    put_xn((wlin - cells) * 256u + t);
+    return;
+  }
+  let i_m = wlin / p.groups;
+  let g = wlin % p.groups;
+  let c = g * 256u + t;
+  xcv = 0.0;
+  if (c < p.t) {
+    _ = finish(i_m, c);
+  }
+  let xg = (p.o[0] + 255u) / 256u;
+  if (g >= xg) {
+    return;
+  }
+  best_v[t] = xcv;
+  workgroupBarrier();
+  // lanes threads per row of xw (each vec4 lanes apart), rows_per rows at a time
+  let lanes = max(1u, 256u / p.xrows);
+  let lane = t % lanes;
+  let rows_per = 256u / lanes;
+  let vals = select(4u, 8u, p.xf16 == 1u);
+  let ne = 256u / vals; // vec4<u32> of xw per row over 256 channels
+  let e0 = g * ne;
+  var acc = 0.0;
+  for (var i_x = t / lanes; i_x < p.xrows; i_x += rows_per) {
+    let row = i_x * p.xstride4;
+    var a = vec4<f32>(0.0);
+    for (var q = lane; q < ne && e0 + q < p.xstride4; q += lanes) {
+      a += xw_dot(xw[row + e0 + q], q * vals, vals);
+    }
+    acc = (a.x + a.y) + (a.z + a.w);
+    if (lanes == 1u) {
+      resid[(i_m * xg + g) * ((p.xrows + 3u) / 4u * 4u) + i_x] = acc;
+    }
+  }
+  if (lanes > 1u) {
+    // one pass (lanes * xrows <= 256): the lanes' sums added up
+    best_i[t] = bitcast<u32>(acc);
+    workgroupBarrier();
+    let i_x = t / lanes;
+    if (lane == 0u && i_x < p.xrows) {
+      var v = 0.0;
+      for (var q = 0u; q < lanes; q++) {
+        v += bitcast<f32>(best_i[t + q]);
+      }
+      resid[(i_m * xg + g) * ((p.xrows + 3u) / 4u * 4u) + i_x] = v;
+    }
+  }
+}
+
+// The products of the weights `wv` (vals of them, f32 bits or f16 pairs) with xc of channels c..
+// of this workgroup (best_v), as a vec4 of sums.
+fn xw_dot(wv: vec4<u32>, c: u32, vals: u32) -> vec4<f32> {
+  let a = vec4<f32>(best_v[c], best_v[c + 1u], best_v[c + 2u], best_v[c + 3u]);
+  if (vals == 8u) {
+    let b = vec4<f32>(best_v[c + 4u], best_v[c + 5u], best_v[c + 6u], best_v[c + 7u]);
+    return vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y)) * a +
+      vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w)) * b;
+  }
+  return bitcast<vec4<f32>>(wv) * a;
+}
+
 @compute @workgroup_size(256)
 fn splitk_reduce(
   @builtin(local_invocation_id) lid: vec3<u32>,
@@ -228,6 +311,10 @@ fn splitk_reduce(
   let wlin = wid.x + wid.y * nwg.x;
   if (p.epi == 2u) {
     argmax_groups(wlin, lid.x);
+    return;
+  }
+  if (p.epi == 1u && p.xrows > 0u) {
+    conv_groups(wlin, lid.x);
     return;
   }
   let idx = wlin * 256u + lid.x;

@@ -64,7 +64,16 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   sample: ["rw", "read", "rw", "rw"],
   scan_carry: ["rw", "rw", "read"],
   splitk: ["read", "read", "read", "read", "read", "read", "rw"],
-  splitk_reduce: ["read", ...Array(4).fill("rw"), ...Array(4).fill("read"), "read", "read", "rw", "rw"],
+  splitk_reduce: [
+    "read",
+    ...Array(4).fill("rw"),
+    ...Array(4).fill("read"),
+    "read",
+    "read",
+    "rw",
+    "rw",
+    "read",
+  ],
   scan_step: ["rw", "read", "rw", "read", "rw", "rw", "read", "read", "rw", "rw", "read", "read", "read"],
   scan_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
   selective_scan: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
@@ -203,7 +212,7 @@ class GpuTensor implements Tensor {
     scratch?: GPUBuffer;
   };
   /** for A of a scan with x_proj fused (see #fusedScan): its last scan_step dispatch, and what it binds */
-  scanMemo?: { buffers: GPUBuffer[]; di: number; wg: number; groups: number; dispatch: Dispatch };
+  scanMemo?: { buffers: GPUBuffer[]; b: number; di: number; wg: number; groups: number; dispatch: Dispatch };
   /** for the first of x_proj's matrices: the matrices joined into one buffer (see #joined) */
   joined?: { ws: GpuTensor[]; buffer: GPUBuffer };
   /**
@@ -610,8 +619,8 @@ export class WebGpuBackend implements Backend {
 
   /**
    * Holds back a product on the output of the conv fused into `pl` (x_proj, up to three matrices), or
-   * then one on an output of those (dt_proj, with a bias), for selectiveScan to fuse at m = 1 (see
-   * #fusedScan). Whether it did.
+   * then one on an output of those (dt_proj, with a bias), on as many rows as the conv's, for
+   * selectiveScan to fuse (one sequence, or 2..32 on split-k: see #fusedScan). Whether it did.
    */
   #holdAfterConv(
     pl: PendingLinear,
@@ -624,10 +633,10 @@ export class WebGpuBackend implements Backend {
     cols: number,
   ): boolean {
     const { stride, packed } = ws.matrix!;
-    if (m !== 1 || pl.dtProj || touches(pl, o) || o === xs) return false;
+    if (m !== pl.m || pl.dtProj || touches(pl, o) || o === xs) return false;
     const item = { out: o, w: ws, bias: bs, rows };
     const xp = pl.xproj;
-    if (xs === pl.conv!.out && !bs && xs.size === cols) {
+    if (xs === pl.conv!.out && !bs && xs.size === m * cols) {
       if (!xp) {
         pl.xproj = { input: xs, m, cols, stride, packed, items: [item] };
         return true;
@@ -757,6 +766,7 @@ export class WebGpuBackend implements Backend {
     // the reduce's epilogue: 1 the conv of x's new step, 2 the best row per 256 outputs of each row
     let epi = 0, k = 0, groups = 0;
     let grid = this.#grid1(pl.m * (t + hasNorm * pl.cols), 256);
+    let xw = this.#dummyRead, xrows = 0, xstride4 = 0;
     if (pl.conv) {
       epi = 1;
       k = pl.conv.k;
@@ -765,6 +775,15 @@ export class WebGpuBackend implements Backend {
       biases[2] = pl.conv.bias?.buffer ?? this.#dummyRead;
       biases[3] = pl.conv.w.buffer;
       hasBias[2] = pl.conv.bias ? 1 : 0;
+      if (pl.xp) {
+        // x_proj's partial products too, per 256 columns of each row (see #fusedScan)
+        xw = pl.xp.w;
+        xrows = pl.xp.rows;
+        xstride4 = pl.xp.stride / (pl.packed === "f16" ? 8 : 4);
+        last = pl.xp.partials;
+        groups = Math.ceil(t / 256);
+        grid = this.#grid2(pl.m * groups + Math.ceil((hasNorm * pl.m * pl.cols) / 256));
+      }
     } else if (pl.argmax) {
       epi = 2;
       groups = Math.ceil(t / 256);
@@ -774,7 +793,7 @@ export class WebGpuBackend implements Backend {
     const then = this.#prepare(
       "splitk_reduce",
       {},
-      [scratch, ...outs, ...biases, x, nw, xn, last],
+      [scratch, ...outs, ...biases, x, nw, xn, last, xw],
       [
         ...os,
         ...cols,
@@ -790,8 +809,11 @@ export class WebGpuBackend implements Backend {
         epi,
         k,
         groups,
+        xrows,
+        xstride4,
+        pl.packed === "f16" ? 1 : 0,
       ],
-      "uuuuuuuuuuuuuuuuuuufuuu",
+      "uuuuuuuuuuuuuuuuuuufuuuuuu",
       grid,
     );
     return [first, then];
@@ -984,8 +1006,7 @@ export class WebGpuBackend implements Backend {
       ) {
         if (at !== 0) pl.items.unshift(...pl.items.splice(at, 1));
         pl.conv = { out: o, w: ws, bias: bias ? gt(bias) : undefined, state: st, k };
-        // one sequence: still held, as x_proj's products on `out` may join it (see #holdAfterConv)
-        if (pl.m !== 1) this.#emit();
+        // still held, as x_proj's products on `out` may join it (see #holdAfterConv)
         return;
       }
     }
@@ -1087,21 +1108,25 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * One step of one sequence with x_proj and dt_proj fused, when the products held back after the conv
-   * (`pl`) are the scan's: x_proj's three products on the conv's output make exactly its dt_low (the
-   * input of dt_proj), B and C, and dt_proj makes its dt. Then the in_proj + conv dispatch also leaves
-   * x_proj's partial products per workgroup (over its channels of xc, the matrices joined: #joined),
-   * and scan_step adds them up (XG groups) and writes dt_low, B and C out: two dispatches instead of
-   * three. Whether it did (nothing recorded when not).
+   * One step with x_proj and dt_proj fused (one sequence, or 2..32 on split-k), when the products held
+   * back after the conv (`pl`) are the scan's: x_proj's three products on the conv's output make
+   * exactly its dt_low (the input of dt_proj), B and C, and dt_proj makes its dt. Then the in_proj +
+   * conv dispatch (matvec1, or split-k's reduce) also leaves x_proj's partial products per workgroup
+   * (over its channels of xc, the matrices joined: #joined), and scan_step adds them up per sequence
+   * (XG groups) and writes dt_low, B and C out: one dispatch fewer. Whether it did (nothing recorded
+   * when not).
    */
   #fusedScan(pl: PendingLinear, a: ScanArgs): boolean {
     const t = [a.y, a.x, a.dt, a.A, a.B, a.C, a.D, a.z, a.h].map(gt);
     const [b, l, di] = t[1].shape;
     const n = t[3].shape[1];
     const xp = pl.xproj!, dp = pl.dtProj!, proj = dp.items[0];
+    // one sequence on matvec1, or 2..32 on split-k (the conv was taken only there)
+    const splitk = b >= 2 && this.#route(pl) === "splitk";
     if (
-      b !== 1 || l !== 1 || n > 256 || t[1] !== pl.conv!.out || t[2] !== proj.out || !proj.bias ||
-      xp.items.length !== 3 || XPROJ_TUNING.rowsPerGroup % 8 !== 0
+      b !== pl.m || (b !== 1 && !splitk) || l !== 1 || n > 256 || t[1] !== pl.conv!.out ||
+      t[2] !== proj.out || !proj.bias || xp.items.length !== 3 || xp.packed !== pl.packed ||
+      (b === 1 && XPROJ_TUNING.rowsPerGroup % 8 !== 0)
     ) return false;
     let low, bm, cm;
     for (const it of xp.items) {
@@ -1111,14 +1136,18 @@ export class WebGpuBackend implements Backend {
     }
     if (!low || !bm || !cm) return false;
     const r = low.rows;
-    if (bm.rows !== n || cm.rows !== n || dp.cols !== r || t[4].size !== n || t[5].size !== n) return false;
+    if (bm.rows !== n || cm.rows !== n || dp.cols !== r || t[4].size !== b * n || t[5].size !== b * n) {
+      return false;
+    }
     if (touches(pl, t[0]) || touches(pl, t[8]) || touches(pl, t[3]) || touches(pl, t[6])) return false;
     this.#pendingLinear = undefined;
     this.#emit();
     const rows = r + 2 * n;
-    const groups = Math.ceil(pl.items[0].rows / XPROJ_TUNING.rowsPerGroup);
+    // x_proj's partial products per sequence: one per workgroup of matvec1's channels, or of the
+    // split-k reduce's 256
+    const groups = Math.ceil(pl.items[0].rows / (splitk ? 256 : XPROJ_TUNING.rowsPerGroup));
     const quads = Math.ceil(rows / 4);
-    const partials = this.#xpPartials = this.#atLeast(this.#xpPartials, 16 * quads * groups);
+    const partials = this.#xpPartials = this.#atLeast(this.#xpPartials, 16 * quads * groups * b);
     const w = this.#joined([low.w, bm.w, cm.w]);
     pl.xp = { w, rows, stride: xp.stride, partials };
     this.#matvec(pl);
@@ -1129,10 +1158,11 @@ export class WebGpuBackend implements Backend {
     buffers.push(dp.input.buffer, proj.w.buffer, proj.bias.buffer, partials);
     const A = t[3];
     let memo = A.scanMemo;
-    let same = !!memo && memo.di === di && memo.wg === wg && memo.groups === groups;
+    let same = !!memo && memo.b === b && memo.di === di && memo.wg === wg && memo.groups === groups;
     for (let i = 0; same && i < buffers.length; i++) same = memo!.buffers[i] === buffers[i];
     if (!memo || !same) {
-      const xs = Math.max(1, Math.floor(wg / quads));
+      // slices of the groups: as many as the threads take, at most one per 8 groups
+      const xs = Math.max(1, Math.min(Math.floor(wg / quads), Math.ceil(groups / 8)));
       const matrix = proj.w.matrix!;
       const dispatch = this.#prepare(
         "scan_step",
@@ -1152,9 +1182,10 @@ export class WebGpuBackend implements Backend {
         buffers,
         [b, di, matrix.stride, 0],
         "uuuu",
-        this.#grid1(di, Math.floor(wg / k)),
+        // per sequence, its channels in workgroups of wg / k
+        this.#grid2(b * Math.ceil(di / Math.floor(wg / k))),
       );
-      memo = A.scanMemo = { buffers, di, wg, groups, dispatch };
+      memo = A.scanMemo = { buffers, b, di, wg, groups, dispatch };
     }
     this.#replay(memo.dispatch);
     return true;
