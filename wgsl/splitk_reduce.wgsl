@@ -263,12 +263,23 @@ fn conv_groups(wlin: u32, t: u32) {
   let vals = select(4u, 8u, p.xf16 == 1u);
   let ne = 256u / vals; // vec4<u32> of xw per row over 256 channels
   let e0 = g * ne;
+  let n4 = min(ne, p.xstride4 - e0); // this row's vec4 over the workgroup's channels (e0 < xstride4)
   var acc = 0.0;
   for (var i_x = t / lanes; i_x < p.xrows; i_x += rows_per) {
-    let row = i_x * p.xstride4;
+    let row = i_x * p.xstride4 + e0;
     var a = vec4<f32>(0.0);
-    for (var q = lane; q < ne && e0 + q < p.xstride4; q += lanes) {
-      a += xw_dot(xw[row + e0 + q], q * vals, vals);
+    var q = lane;
+    // four vec4 of weights at a time (loads in flight together)
+    for (; q + 3u * lanes < n4; q += 4u * lanes) {
+      let w0 = xw[row + q];
+      let w1 = xw[row + q + lanes];
+      let w2 = xw[row + q + 2u * lanes];
+      let w3 = xw[row + q + 3u * lanes];
+      a += (xw_dot(w0, q * vals, vals) + xw_dot(w1, (q + lanes) * vals, vals)) +
+        (xw_dot(w2, (q + 2u * lanes) * vals, vals) + xw_dot(w3, (q + 3u * lanes) * vals, vals));
+    }
+    for (; q < n4; q += lanes) {
+      a += xw_dot(xw[row + q], q * vals, vals);
     }
     acc = (a.x + a.y) + (a.z + a.w);
     if (lanes == 1u) {
