@@ -7,6 +7,7 @@
  * ```sh
  * deno run -A --unstable-webgpu bench/gpu_steps.ts [--layers 24] [--steps 256] [--batch 1]
  *   [--xproj-rows 16] [--xproj-scan 256]   # XPROJ_TUNING (x_proj fused at batch 1)
+ *   [--xproj-seqs 4]                       # XPROJ_TUNING.splitkSeqs (x_proj fused at 2..32)
  * ```
  *
  * @module
@@ -25,6 +26,7 @@ const layers = arg("layers", 24), n = arg("steps", 256), b = arg("batch", 1);
 const d = arg("d", 768), v = arg("vocab", 50280);
 XPROJ_TUNING.rowsPerGroup = arg("xproj-rows", XPROJ_TUNING.rowsPerGroup);
 XPROJ_TUNING.scanGroup = arg("xproj-scan", XPROJ_TUNING.scanGroup);
+XPROJ_TUNING.splitkSeqs = arg("xproj-seqs", XPROJ_TUNING.splitkSeqs);
 const files = mamba1Files({ d, layers, vocab: v });
 const model = await loadModel({ files }, { backend: "webgpu", log: () => {} });
 const net = model.network, be = net.backend;

@@ -128,11 +128,13 @@ const SCAN_CHUNKED_L = 32;
  */
 export const SCAN_TUNING = { carryChunks: 8, stepStates: 0, stepGroup: 64 };
 /**
- * x_proj fused at batch 1 (see #fusedScan): output rows per workgroup of the in_proj + conv matvec1
+ * x_proj fused (see #fusedScan). At batch 1: output rows per workgroup of the in_proj + conv matvec1
  * dispatch (a multiple of 8; its workgroups over x each leave x_proj's partial products over that many
- * channels), and threads per workgroup of the scan_step dispatch that adds the partials up.
+ * channels), and threads per workgroup of the scan_step dispatch that adds the partials up. At 2..32
+ * on split-k: sequences per workgroup of the reduce's conv (1, 2, 4 or 8; fewer where m is smaller),
+ * each workgroup taking 256 / that many channels (each weight of x_proj read once for them all).
  */
-export const XPROJ_TUNING = { rowsPerGroup: 16, scanGroup: 256 };
+export const XPROJ_TUNING = { rowsPerGroup: 16, scanGroup: 256, splitkSeqs: 4 };
 /** ssdScan runs chunked (SSD quadratic form inside chunks of this many steps, state passed between them) from this many tokens on; the sequential kernel below. */
 const SSD_CHUNK = 32;
 
@@ -175,7 +177,7 @@ interface PendingLinear {
    * as emitted with x_proj fused: the products of `rows` rows of w (x_proj's matrices joined) on the
    * conv's output, their partial sums per workgroup to `partials` (see wgsl/matvec1.wgsl, mode 3)
    */
-  xp?: { w: GPUBuffer; rows: number; stride: number; partials: GPUBuffer };
+  xp?: { w: GPUBuffer; rows: number; stride: number; partials: GPUBuffer; seqs: number };
 }
 
 /** A dispatch as #run records it, kept to be recorded again (see #replay). */
@@ -766,7 +768,7 @@ export class WebGpuBackend implements Backend {
     // the reduce's epilogue: 1 the conv of x's new step, 2 the best row per 256 outputs of each row
     let epi = 0, k = 0, groups = 0;
     let grid = this.#grid1(pl.m * (t + hasNorm * pl.cols), 256);
-    let xw = this.#dummyRead, xrows = 0, xstride4 = 0;
+    let xw = this.#dummyRead, xrows = 0, xstride4 = 0, xpb = 0;
     if (pl.conv) {
       epi = 1;
       k = pl.conv.k;
@@ -781,8 +783,13 @@ export class WebGpuBackend implements Backend {
         xrows = pl.xp.rows;
         xstride4 = pl.xp.stride / (pl.packed === "f16" ? 8 : 4);
         last = pl.xp.partials;
-        groups = Math.ceil(t / 256);
-        grid = this.#grid2(pl.m * groups + Math.ceil((hasNorm * pl.m * pl.cols) / 256));
+        xpb = pl.xp.seqs;
+        // blocks of xpb sequences and 256 / xpb channels of x, then the other columns, then xn
+        const o0 = pl.items[0].rows;
+        grid = this.#grid2(
+          Math.ceil(pl.m / xpb) * Math.ceil(o0 / (256 / xpb)) + Math.ceil((pl.m * (t - o0)) / 256) +
+            Math.ceil((hasNorm * pl.m * pl.cols) / 256),
+        );
       }
     } else if (pl.argmax) {
       epi = 2;
@@ -792,7 +799,7 @@ export class WebGpuBackend implements Backend {
     }
     const then = this.#prepare(
       "splitk_reduce",
-      {},
+      xpb ? { XPB: xpb } : {},
       [scratch, ...outs, ...biases, x, nw, xn, last, xw],
       [
         ...os,
@@ -1144,12 +1151,17 @@ export class WebGpuBackend implements Backend {
     this.#emit();
     const rows = r + 2 * n;
     // x_proj's partial products per sequence: one per workgroup of matvec1's channels, or of the
-    // split-k reduce's 256
-    const groups = Math.ceil(pl.items[0].rows / (splitk ? 256 : XPROJ_TUNING.rowsPerGroup));
+    // split-k reduce's (seqs sequences of 256 / seqs channels)
+    let seqs = 1;
+    if (splitk) {
+      seqs = [1, 2, 4, 8].includes(XPROJ_TUNING.splitkSeqs) ? XPROJ_TUNING.splitkSeqs : 4;
+      while (seqs > 1 && seqs / 2 >= b) seqs /= 2;
+    }
+    const groups = Math.ceil(pl.items[0].rows / (splitk ? 256 / seqs : XPROJ_TUNING.rowsPerGroup));
     const quads = Math.ceil(rows / 4);
     const partials = this.#xpPartials = this.#atLeast(this.#xpPartials, 16 * quads * groups * b);
     const w = this.#joined([low.w, bm.w, cm.w]);
-    pl.xp = { w, rows, stride: xp.stride, partials };
+    pl.xp = { w, rows, stride: xp.stride, partials, seqs };
     this.#matvec(pl);
     const q = scanStepStates(n);
     const k = n / q;
@@ -2097,7 +2109,10 @@ function sameLinear(a: PendingLinear, b: PendingLinear): boolean {
   const n = a.norm, o = b.norm;
   if (n !== o && (!n || !o || n.out !== o.out || n.x !== o.x || n.w !== o.w || n.eps !== o.eps)) return false;
   const x = a.xp, y = b.xp;
-  if (x !== y && (!x || !y || x.w !== y.w || x.rows !== y.rows || x.partials !== y.partials)) return false;
+  if (
+    x !== y &&
+    (!x || !y || x.w !== y.w || x.rows !== y.rows || x.partials !== y.partials || x.seqs !== y.seqs)
+  ) return false;
   const c = a.conv, e = b.conv;
   return c === e ||
     (!!c && !!e && c.out === e.out && c.w === e.w && c.bias === e.bias && c.state === e.state);

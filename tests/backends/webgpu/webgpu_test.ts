@@ -1332,21 +1332,23 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
-    // m, d, di, r, n (16: 4 states a thread; 6: 1), k. di 300: the reduce's second workgroup of each
-    // sequence holds the last 44 channels of x and z's first, the scan's last workgroup of each
-    // sequence 44 live channels; r 100: r + 2 n = 132 rows of x_proj, one thread per row.
-    const shapes: [number, number, number, number, number, number][] = [
-      [2, 29, 37, 5, 16, 4],
-      [3, 21, 300, 7, 6, 3],
-      [17, 21, 45, 100, 16, 4],
-      [32, 29, 300, 5, 16, 4],
+    // m, d, di, r, n (16: 4 states a thread; 6: 1), k, sequences per workgroup of the reduce's conv
+    // (XPROJ_TUNING.splitkSeqs: 4, 2 at m 2). di 300: the reduce's last group of channels is part
+    // full, the scan's last workgroup of each sequence has 44 live channels; m 3 and 17: the last block
+    // of sequences part full; r 100: r + 2 n = 132 rows of x_proj, one thread per row.
+    const shapes: [number, number, number, number, number, number, number][] = [
+      [2, 29, 37, 5, 16, 4, 4],
+      [3, 21, 300, 7, 6, 3, 4],
+      [17, 21, 45, 100, 16, 4, 8],
+      [32, 29, 300, 5, 16, 4, 1],
+      [32, 29, 300, 5, 16, 4, 4],
     ];
     const names = ["xn", "x", "z", "xc", "dtLow", "B", "C", "dt", "y", "o"] as const;
     for (const dtype of ["f32", "f16"] as const) {
       const gpu = await createWebGpuBackend({ dtype });
       LINEAR_TUNING.splitk = "always";
       try {
-        for (const [si, [m, d, di, r, n, k]] of shapes.entries()) {
+        for (const [si, [m, d, di, r, n, k, seqs]] of shapes.entries()) {
           const c = { normEps: 1e-5 } as ModelConfig;
           const round = (v: Float32Array) => dtype === "f16" ? halfRound(v) : v;
           const setup = (be: Backend) => {
@@ -1448,9 +1450,10 @@ Deno.test({
           ];
           for (const [what, run] of si < 2 ? cases : cases.slice(0, 1)) {
             await t.step(
-              `${dtype}, m ${m}, d ${d}, di ${di}, r ${r}, n ${n}, k ${k}: ${what}, 3 steps`,
+              `${dtype}, m ${m}, d ${d}, di ${di}, r ${r}, n ${n}, k ${k}, ${seqs} a workgroup: ${what}, 3 steps`,
               async () => {
                 const got: Float32Array[][] = [];
+                XPROJ_TUNING.splitkSeqs = seqs;
                 for (const be of [new JsBackend(), gpu] as Backend[]) {
                   const x = setup(be);
                   const res: Float32Array[] = [];
@@ -1521,6 +1524,7 @@ Deno.test({
         );
       } finally {
         LINEAR_TUNING.splitk = "auto";
+        XPROJ_TUNING.splitkSeqs = 4;
         await gpu.dispose();
       }
     }
