@@ -7,7 +7,7 @@
  * ```sh
  * deno run -A --unstable-webgpu bench/gpu_steps.ts [--layers 24] [--steps 256] [--batch 1]
  *   [--xproj-rows 16] [--xproj-scan 256]   # XPROJ_TUNING (x_proj fused at batch 1)
- *   [--xproj-seqs 4]                       # XPROJ_TUNING.splitkSeqs (x_proj fused at 2..32)
+ *   [--xproj-seqs 1]                       # XPROJ_TUNING.splitkSeqs (x_proj fused at 2..32)
  * ```
  *
  * @module

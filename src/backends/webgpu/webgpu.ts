@@ -132,9 +132,12 @@ export const SCAN_TUNING = { carryChunks: 8, stepStates: 0, stepGroup: 64 };
  * dispatch (a multiple of 8; its workgroups over x each leave x_proj's partial products over that many
  * channels), and threads per workgroup of the scan_step dispatch that adds the partials up. At 2..32
  * on split-k: sequences per workgroup of the reduce's conv (1, 2, 4 or 8; fewer where m is smaller),
- * each workgroup taking 256 / that many channels (each weight of x_proj read once for them all).
+ * each workgroup taking 256 / that many channels (each weight of x_proj read once for them all, but
+ * scan_step adds up that many times more partials). On an H100 at batch 32 (mamba-130m, two runs),
+ * 4 left the split-k reduces no faster than 1 (12.04 vs 12.03 us a dispatch on average) and made the
+ * scan slower (13.15 vs 12.22 us: 24 partials a sequence, not 6); the steps took 1.775 vs 1.752 ms.
  */
-export const XPROJ_TUNING = { rowsPerGroup: 16, scanGroup: 256, splitkSeqs: 4 };
+export const XPROJ_TUNING = { rowsPerGroup: 16, scanGroup: 256, splitkSeqs: 1 };
 /** ssdScan runs chunked (SSD quadratic form inside chunks of this many steps, state passed between them) from this many tokens on; the sequential kernel below. */
 const SSD_CHUNK = 32;
 
@@ -799,7 +802,7 @@ export class WebGpuBackend implements Backend {
     }
     const then = this.#prepare(
       "splitk_reduce",
-      xpb ? { XPB: xpb } : {},
+      xpb > 1 ? { XPB: xpb } : {},
       [scratch, ...outs, ...biases, x, nw, xn, last, xw],
       [
         ...os,
@@ -1154,7 +1157,7 @@ export class WebGpuBackend implements Backend {
     // split-k reduce's (seqs sequences of 256 / seqs channels)
     let seqs = 1;
     if (splitk) {
-      seqs = [1, 2, 4, 8].includes(XPROJ_TUNING.splitkSeqs) ? XPROJ_TUNING.splitkSeqs : 4;
+      seqs = [1, 2, 4, 8].includes(XPROJ_TUNING.splitkSeqs) ? XPROJ_TUNING.splitkSeqs : 1;
       while (seqs > 1 && seqs / 2 >= b) seqs /= 2;
     }
     const groups = Math.ceil(pl.items[0].rows / (splitk ? 256 / seqs : XPROJ_TUNING.rowsPerGroup));

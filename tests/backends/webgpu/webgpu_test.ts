@@ -1333,7 +1333,7 @@ Deno.test({
   sanitizeOps: false,
   async fn(t) {
     // m, d, di, r, n (16: 4 states a thread; 6: 1), k, sequences per workgroup of the reduce's conv
-    // (XPROJ_TUNING.splitkSeqs: 4, 2 at m 2). di 300: the reduce's last group of channels is part
+    // (XPROJ_TUNING.splitkSeqs: 4 is 2 at m 2). di 300: the reduce's last group of channels is part
     // full, the scan's last workgroup of each sequence has 44 live channels; m 3 and 17: the last block
     // of sequences part full; r 100: r + 2 n = 132 rows of x_proj, one thread per row.
     const shapes: [number, number, number, number, number, number, number][] = [
@@ -1347,6 +1347,7 @@ Deno.test({
     for (const dtype of ["f32", "f16"] as const) {
       const gpu = await createWebGpuBackend({ dtype });
       LINEAR_TUNING.splitk = "always";
+      const savedSeqs = XPROJ_TUNING.splitkSeqs;
       try {
         for (const [si, [m, d, di, r, n, k, seqs]] of shapes.entries()) {
           const c = { normEps: 1e-5 } as ModelConfig;
@@ -1524,7 +1525,7 @@ Deno.test({
         );
       } finally {
         LINEAR_TUNING.splitk = "auto";
-        XPROJ_TUNING.splitkSeqs = 4;
+        XPROJ_TUNING.splitkSeqs = savedSeqs;
         await gpu.dispose();
       }
     }
