@@ -7,6 +7,7 @@
  * ```sh
  * deno run -A --unstable-webgpu bench/gpu_steps.ts [--layers 24] [--steps 256] [--batch 1] [--dtype f32]
  *   [--xproj-rows 16] [--xproj-scan 256]   # XPROJ_TUNING (x_proj fused at batch 1)
+ *   [--xproj-seqs 1]                       # XPROJ_TUNING.splitkSeqs (x_proj fused at 2..32)
  *   [--mv1-groups 256] [--mv1-preload 4] [--mv1-min-tpr 8]   # MATVEC1_TUNING
  *   [--floor]   # also: GPU time of a chain of dependent copies (1 and 192 workgroups), per dispatch
  * ```
@@ -33,6 +34,7 @@ MATVEC1_TUNING.preload = arg("mv1-preload", MATVEC1_TUNING.preload);
 MATVEC1_TUNING.minTpr = arg("mv1-min-tpr", MATVEC1_TUNING.minTpr);
 const dtypeAt = Deno.args.indexOf("--dtype");
 const dtype = (dtypeAt >= 0 ? Deno.args[dtypeAt + 1] : "f32") as WeightDType;
+XPROJ_TUNING.splitkSeqs = arg("xproj-seqs", XPROJ_TUNING.splitkSeqs);
 const files = mamba1Files({ d, layers, vocab: v });
 const model = await loadModel({ files }, { backend: "webgpu", dtype, log: () => {} });
 const net = model.network, be = net.backend;

@@ -4,11 +4,13 @@
  * add into out_proj): the split-k kernels (wgsl/splitk.wgsl + wgsl/splitk_reduce.wgsl) with the tile
  * splitkTile chooses and, with --sweep, other tiles, against the kernels used before them (matvec,
  * gemm for the lm_head). Each is recorded `reps` times into one compute pass after 3 * reps untimed
- * (the GPU's clocks rise), timed by timestamp queries, divided by reps: the time of one product
- * (its two dispatches with split-k). One JSON object per line.
+ * (after the first round: about warm-ms of GPU work, so that the GPU's clocks are up again after
+ * the pauses of pipeline compiles), timed by timestamp queries, divided by reps, the best of
+ * `rounds`: the time of one product (its two dispatches with split-k). One JSON object per line.
  *
  * ```sh
  * deno run -A --unstable-webgpu bench/splitk.ts [--reps 100] [--dtype f32,f16] [--m 32,8,2] [--sweep]
+ *   [--only in_proj,lm_head] [--rounds 3] [--warm-ms 20]
  * ```
  *
  * @module
@@ -31,6 +33,8 @@ const dtypes = arg("dtype", "f32,f16").split(",") as WeightDType[];
 const ms = arg("m", "32").split(",").map(Number);
 const sweep = Deno.args.includes("--sweep");
 const only = arg("only", "");
+const rounds = Number(arg("rounds", "3"));
+const warmMs = Number(arg("warm-ms", "20"));
 
 let seed = 1;
 const rand = (len: number, scale = 1) => {
@@ -78,14 +82,17 @@ for (const dtype of dtypes) {
         op(outs[0]);
         await be.read(outs[0]);
         const gpu = be as unknown as { timeGpu(f: () => void): Promise<number | undefined> };
-        let best = Infinity;
-        for (let t = 0; t < 3; t++) {
-          // the GPU kept busy first (its clocks fall while it waits), then the timed reps right after
-          for (let r = 0; r < 3 * reps; r++) op(outs[0]);
+        let best = Infinity, last = 0;
+        for (let t = 0; t < rounds; t++) {
+          // the GPU kept busy first (its clocks fall while it waits, as while pipelines compile): for
+          // about warmMs after the first round, then the timed reps right after
+          const warm = last ? Math.max(3 * reps, Math.ceil((warmMs * 1000) / last)) : 3 * reps;
+          for (let r = 0; r < warm; r++) op(outs[0]);
           const us = await gpu.timeGpu(() => {
             for (let r = 0; r < reps; r++) op(outs[0]);
           });
-          best = Math.min(best, us! / reps);
+          last = us! / reps;
+          best = Math.min(best, last);
         }
         return +best.toFixed(2);
       };
@@ -98,15 +105,17 @@ for (const dtype of dtypes) {
       const results: [number, SplitkTile][] = [[after, chosen]];
       if (sweep) {
         const x4 = Math.ceil(cols / 8) * 2;
-        for (const [WG, RW] of [[64, 1], [128, 1], [256, 1], [64, 2], [128, 2]]) {
-          for (const KC4 of [8, 16, 32]) {
-            for (const S of [1, 2, 3, 4, 6, 8, 12, 16, 24]) {
-              if (S > Math.ceil(x4 / KC4) || (S - 1) * KC4 >= x4) continue;
-              const tile = { ...chosen, WG, RW, KC4, S };
-              if (JSON.stringify(tile) === JSON.stringify(chosen)) continue;
-              LINEAR_TUNING.tile = tile;
-              results.push([await time(), tile]);
-            }
+        const slices = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32].filter((S) => rows[0] < 8192 || S <= 4);
+        // a thread per output row: one row and chunks of 16 vec4, or two rows and 32 (large matrices)
+        const tiles: Partial<SplitkTile>[] = [{ WG: 128, RW: 1, KC4: 16 }];
+        if (rows[0] >= 8192) tiles.push({ WG: 128, RW: 2, KC4: 32 });
+        for (const t of tiles) {
+          for (const S of slices) {
+            if (S > Math.ceil(x4 / t.KC4!) || (S - 1) * t.KC4! >= x4) continue;
+            const tile = { ...chosen, ...t, S };
+            if (JSON.stringify(tile) === JSON.stringify(chosen)) continue;
+            LINEAR_TUNING.tile = tile;
+            results.push([await time(), tile]);
           }
         }
         LINEAR_TUNING.tile = undefined;

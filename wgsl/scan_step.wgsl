@@ -10,6 +10,10 @@
 // (dt_low, B, C), i_x < XR = R + 2 N, sums part[g * XQ * 4 + i_x] over g, XQ = ceil(XR / 4)), each
 // workgroup adding them up for itself (vec4 loads: XS slices of the groups per 4 values, then the
 // slices, in workgroup memory); workgroup 0 also writes them to dt_low, B and C. The other global reads are issued before those sums are waited for.
+// With b > 1 (the partials from splitk_reduce's epi 1 with xrows), part holds (b, XG, XQ) vec4: each
+// workgroup takes channels of one sequence (workgroup w: sequence w / nb, channels (w % nb) * WG / K
+// onwards, nb = ceil(di / (WG / K))), sums that sequence's groups, and the first of each sequence's
+// writes its dt_low, B and C.
 // The bindings of selective_scan, B, C and dt_low read_write, and part.
 //
 // | binding | name    | access     | type   | shape                            |
@@ -27,13 +31,13 @@
 // | 10      | dt_low  | read_write | f32    | (b, R), when DTPROJ = 1; written when XG > 0 |
 // | 11      | dt_w    | read       | u32    | (di, dt_stride), when DTPROJ = 1 |
 // | 12      | dt_bias | read       | f32    | (di), when DTPROJ = 1            |
-// | 13      | part    | read       | vec4   | (XG, XQ), when XG > 0            |
+// | 13      | part    | read       | vec4   | (b, XG, XQ), when XG > 0         |
 //
 // K = N / Q threads per channel (i_b, i_di), each with Q (4 or 1) adjacent states and the products
 // r = lane + K * j (j < RJ = ceil(R / K)) of dt_proj. All global reads are issued first, together
 // (the code is written out rather than looped: WGSL loops compile with an iteration bound that keeps
 // drivers from unrolling them); the two sums across the K threads (dt, then y) go through workgroup
-// memory. Dispatch: ceil(b * di / (WG / K)) workgroups over x and y. Needs n = N, and r = R when
+// memory. Dispatch: ceil(b * di / (WG / K)) workgroups over x and y (XG > 0: b * nb). Needs n = N, and r = R when
 // DTPROJ = 1.
 
 struct Params {
@@ -78,6 +82,8 @@ var<workgroup> xp: array<vec4<f32>, XP>;
 var<private> i_b: u32;
 var<private> i_di: u32;
 var<private> lane: u32;
+// XG > 0: the sequence of this workgroup (every thread's, dead or not)
+var<private> x_b: u32;
 
 fn dt_w_at(e: u32) -> f32 {
   if (F16 == 1u) {
@@ -134,7 +140,7 @@ fn xp_at(i_x: u32) -> f32 {
 
 /** part[g, q], 0 past the groups (always read: every load is issued before any is waited for). */
 fn part_at(g: u32, q: u32) -> vec4<f32> {
-  return select(vec4<f32>(0.0), part[min(g, XG - 1u) * xq() + q], g < XG);
+  return select(vec4<f32>(0.0), part[(x_b * XG + min(g, XG - 1u)) * xq() + q], g < XG);
 }
 
 /**
@@ -180,7 +186,7 @@ fn lanes_sum(first: u32) -> f32 {
 /** B[e] (e = i_b * N + i_n): read, or (XG > 0, b = 1) summed from the partial products. */
 fn b_at(e: u32) -> f32 {
   if (XG > 0u) {
-    return xp_at(R + e);
+    return xp_at(R + e % N);
   }
   return B[e];
 }
@@ -188,7 +194,7 @@ fn b_at(e: u32) -> f32 {
 /** C[e], as b_at. */
 fn c_at(e: u32) -> f32 {
   if (XG > 0u) {
-    return xp_at(R + N + e);
+    return xp_at(R + N + e % N);
   }
   return C[e];
 }
@@ -217,8 +223,17 @@ fn scan_step(
   let c_local = t / K;
   lane = t % K;
   let first = c_local * K;
-  let idx0 = (wid.x + wid.y * nwg.x) * (WG / K) + c_local; // i_b * di + i_di
-  let live = c_local < WG / K && idx0 < p.b * p.di;
+  let wlin = wid.x + wid.y * nwg.x;
+  var idx0 = wlin * (WG / K) + c_local; // i_b * di + i_di
+  var live = c_local < WG / K && idx0 < p.b * p.di;
+  let nb = (p.di + WG / K - 1u) / (WG / K);
+  if (XG > 0u) {
+    // one sequence per workgroup (the same channels as above when b = 1)
+    let i_d = (wlin % nb) * (WG / K) + c_local;
+    x_b = min(wlin / nb, p.b - 1u);
+    idx0 = x_b * p.di + i_d;
+    live = c_local < WG / K && wlin / nb < p.b && i_d < p.di;
+  }
   let idx = select(0u, idx0, live); // reads of dead threads go to channel 0
   i_b = idx / p.di;
   i_di = idx % p.di;
@@ -250,16 +265,16 @@ fn scan_step(
   }
   if (XG > 0u) {
     xproj_sums(t);
-    if (wid.x == 0u && wid.y == 0u) {
-      // the x_proj products to their tensors (b = 1), once
+    if (wlin % nb == 0u && wlin / nb < p.b) {
+      // the x_proj products to their tensors, once per sequence
       for (var i_x = t; i_x < R + 2u * N; i_x += WG) {
         let v = xp_at(i_x);
         if (i_x < R) {
-          dt_low[i_x] = v;
+          dt_low[x_b * R + i_x] = v;
         } else if (i_x < R + N) {
-          B[i_x - R] = v;
+          B[x_b * N + i_x - R] = v;
         } else {
-          C[i_x - R - N] = v;
+          C[x_b * N + i_x - R - N] = v;
         }
       }
     }

@@ -63,7 +63,16 @@ const KERNELS: Record<string, ("read" | "rw")[]> = {
   sample: ["rw", "read", "rw", "rw"],
   scan_carry: ["rw", "rw", "read"],
   splitk: ["read", "read", "read", "read", "read", "read", "rw"],
-  splitk_reduce: ["read", ...Array(4).fill("rw"), ...Array(4).fill("read"), "read", "read", "rw", "rw"],
+  splitk_reduce: [
+    "read",
+    ...Array(4).fill("rw"),
+    ...Array(4).fill("read"),
+    "read",
+    "read",
+    "rw",
+    "rw",
+    "read",
+  ],
   scan_step: ["rw", "read", "rw", "read", "rw", "rw", "read", "read", "rw", "rw", "read", "read", "read"],
   scan_chunks: ["rw", "read", "read", "read", "read", "read", "read", "read", "rw"],
   selective_scan: ["rw", "read", "rw", "read", "read", "read", "read", "read", "rw", "read", "read", "read"],
@@ -122,11 +131,16 @@ const SCAN_CHUNKED_L = 32;
  */
 export const SCAN_TUNING = { carryChunks: 8, stepStates: 0, stepGroup: 64 };
 /**
- * x_proj fused at batch 1 (see #fusedScan): output rows per workgroup of the in_proj + conv matvec1
+ * x_proj fused (see #fusedScan). At batch 1: output rows per workgroup of the in_proj + conv matvec1
  * dispatch (a multiple of 8; its workgroups over x each leave x_proj's partial products over that many
- * channels), and threads per workgroup of the scan_step dispatch that adds the partials up.
+ * channels), and threads per workgroup of the scan_step dispatch that adds the partials up. At 2..32
+ * on split-k: sequences per workgroup of the reduce's conv (1, 2, 4 or 8; fewer where m is smaller),
+ * each workgroup taking 256 / that many channels (each weight of x_proj read once for them all, but
+ * scan_step adds up that many times more partials). On an H100 at batch 32 (mamba-130m, two runs),
+ * 4 left the split-k reduces no faster than 1 (12.04 vs 12.03 us a dispatch on average) and made the
+ * scan slower (13.15 vs 12.22 us: 24 partials a sequence, not 6); the steps took 1.775 vs 1.752 ms.
  */
-export const XPROJ_TUNING = { rowsPerGroup: 16, scanGroup: 256 };
+export const XPROJ_TUNING = { rowsPerGroup: 16, scanGroup: 256, splitkSeqs: 1 };
 /** ssdScan runs chunked (SSD quadratic form inside chunks of this many steps, state passed between them) from this many tokens on; the sequential kernel below. */
 const SSD_CHUNK = 32;
 
@@ -169,7 +183,7 @@ interface PendingLinear {
    * as emitted with x_proj fused: the products of `rows` rows of w (x_proj's matrices joined) on the
    * conv's output, their partial sums per workgroup to `partials` (see wgsl/matvec1.wgsl, mode 3)
    */
-  xp?: { w: GPUBuffer; rows: number; stride: number; partials: GPUBuffer };
+  xp?: { w: GPUBuffer; rows: number; stride: number; partials: GPUBuffer; seqs: number };
 }
 
 /**
@@ -219,7 +233,7 @@ class GpuTensor implements Tensor {
     scratch?: GPUBuffer;
   };
   /** for A of a scan with x_proj fused (see #fusedScan): its last scan_step dispatch, and what it binds */
-  scanMemo?: { buffers: GPUBuffer[]; di: number; wg: number; groups: number; dispatch: Dispatch };
+  scanMemo?: { buffers: GPUBuffer[]; b: number; di: number; wg: number; groups: number; dispatch: Dispatch };
   /** for the first of x_proj's matrices: the matrices joined into one buffer (see #joined) */
   joined?: { ws: GpuTensor[]; buffer: GPUBuffer };
   /**
@@ -640,8 +654,8 @@ export class WebGpuBackend implements Backend {
 
   /**
    * Holds back a product on the output of the conv fused into `pl` (x_proj, up to three matrices), or
-   * then one on an output of those (dt_proj, with a bias), for selectiveScan to fuse at m = 1 (see
-   * #fusedScan). Whether it did.
+   * then one on an output of those (dt_proj, with a bias), on as many rows as the conv's, for
+   * selectiveScan to fuse (one sequence, or 2..32 on split-k: see #fusedScan). Whether it did.
    */
   #holdAfterConv(
     pl: PendingLinear,
@@ -654,10 +668,10 @@ export class WebGpuBackend implements Backend {
     cols: number,
   ): boolean {
     const { stride, packed } = ws.matrix!;
-    if (m !== 1 || pl.dtProj || touches(pl, o) || o === xs) return false;
+    if (m !== pl.m || pl.dtProj || touches(pl, o) || o === xs) return false;
     const item = { out: o, w: ws, bias: bs, rows };
     const xp = pl.xproj;
-    if (xs === pl.conv!.out && !bs && xs.size === cols) {
+    if (xs === pl.conv!.out && !bs && xs.size === m * cols) {
       if (!xp) {
         pl.xproj = { input: xs, m, cols, stride, packed, items: [item] };
         return true;
@@ -808,6 +822,7 @@ export class WebGpuBackend implements Backend {
     // the reduce's epilogue: 1 the conv of x's new step, 2 the best row per 256 outputs of each row
     let epi = 0, k = 0, groups = 0;
     let grid = this.#grid1(pl.m * (t + hasNorm * pl.cols), 256);
+    let xw = this.#dummyRead, xrows = 0, xstride4 = 0, xpb = 0;
     if (pl.conv) {
       epi = 1;
       k = pl.conv.k;
@@ -816,6 +831,20 @@ export class WebGpuBackend implements Backend {
       biases[2] = pl.conv.bias?.buffer ?? this.#dummyRead;
       biases[3] = pl.conv.w.buffer;
       hasBias[2] = pl.conv.bias ? 1 : 0;
+      if (pl.xp) {
+        // x_proj's partial products too, per 256 columns of each row (see #fusedScan)
+        xw = pl.xp.w;
+        xrows = pl.xp.rows;
+        xstride4 = pl.xp.stride / (pl.packed === "f16" ? 8 : 4);
+        last = pl.xp.partials;
+        xpb = pl.xp.seqs;
+        // blocks of xpb sequences and 256 / xpb channels of x, then the other columns, then xn
+        const o0 = pl.items[0].rows;
+        grid = this.#grid2(
+          Math.ceil(pl.m / xpb) * Math.ceil(o0 / (256 / xpb)) + Math.ceil((pl.m * (t - o0)) / 256) +
+            Math.ceil((hasNorm * pl.m * pl.cols) / 256),
+        );
+      }
     } else if (pl.argmax) {
       epi = 2;
       groups = Math.ceil(t / 256);
@@ -824,8 +853,8 @@ export class WebGpuBackend implements Backend {
     }
     const then = this.#prepare(
       "splitk_reduce",
-      {},
-      [scratch, ...outs, ...biases, x, nw, xn, last],
+      xpb > 1 ? { XPB: xpb } : {},
+      [scratch, ...outs, ...biases, x, nw, xn, last, xw],
       [
         ...os,
         ...cols,
@@ -841,8 +870,11 @@ export class WebGpuBackend implements Backend {
         epi,
         k,
         groups,
+        xrows,
+        xstride4,
+        pl.packed === "f16" ? 1 : 0,
       ],
-      "uuuuuuuuuuuuuuuuuuufuuu",
+      "uuuuuuuuuuuuuuuuuuufuuuuuu",
       grid,
     );
     return [first, then];
@@ -1044,8 +1076,7 @@ export class WebGpuBackend implements Backend {
       ) {
         if (at !== 0) pl.items.unshift(...pl.items.splice(at, 1));
         pl.conv = { out: o, w: ws, bias: bias ? gt(bias) : undefined, state: st, k };
-        // one sequence: still held, as x_proj's products on `out` may join it (see #holdAfterConv)
-        if (pl.m !== 1) this.#emit();
+        // still held, as x_proj's products on `out` may join it (see #holdAfterConv)
         return;
       }
     }
@@ -1147,21 +1178,25 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * One step of one sequence with x_proj and dt_proj fused, when the products held back after the conv
-   * (`pl`) are the scan's: x_proj's three products on the conv's output make exactly its dt_low (the
-   * input of dt_proj), B and C, and dt_proj makes its dt. Then the in_proj + conv dispatch also leaves
-   * x_proj's partial products per workgroup (over its channels of xc, the matrices joined: #joined),
-   * and scan_step adds them up (XG groups) and writes dt_low, B and C out: two dispatches instead of
-   * three. Whether it did (nothing recorded when not).
+   * One step with x_proj and dt_proj fused (one sequence, or 2..32 on split-k), when the products held
+   * back after the conv (`pl`) are the scan's: x_proj's three products on the conv's output make
+   * exactly its dt_low (the input of dt_proj), B and C, and dt_proj makes its dt. Then the in_proj +
+   * conv dispatch (matvec1, or split-k's reduce) also leaves x_proj's partial products per workgroup
+   * (over its channels of xc, the matrices joined: #joined), and scan_step adds them up per sequence
+   * (XG groups) and writes dt_low, B and C out: one dispatch fewer. Whether it did (nothing recorded
+   * when not).
    */
   #fusedScan(pl: PendingLinear, a: ScanArgs): boolean {
     const t = [a.y, a.x, a.dt, a.A, a.B, a.C, a.D, a.z, a.h].map(gt);
     const [b, l, di] = t[1].shape;
     const n = t[3].shape[1];
     const xp = pl.xproj!, dp = pl.dtProj!, proj = dp.items[0];
+    // one sequence on matvec1, or 2..32 on split-k (the conv was taken only there)
+    const splitk = b >= 2 && this.#route(pl) === "splitk";
     if (
-      b !== 1 || l !== 1 || n > 256 || t[1] !== pl.conv!.out || t[2] !== proj.out || !proj.bias ||
-      xp.items.length !== 3 || XPROJ_TUNING.rowsPerGroup % 8 !== 0
+      b !== pl.m || (b !== 1 && !splitk) || l !== 1 || n > 256 || t[1] !== pl.conv!.out ||
+      t[2] !== proj.out || !proj.bias || xp.items.length !== 3 || xp.packed !== pl.packed ||
+      (b === 1 && XPROJ_TUNING.rowsPerGroup % 8 !== 0)
     ) return false;
     let low, bm, cm;
     for (const it of xp.items) {
@@ -1171,16 +1206,25 @@ export class WebGpuBackend implements Backend {
     }
     if (!low || !bm || !cm) return false;
     const r = low.rows;
-    if (bm.rows !== n || cm.rows !== n || dp.cols !== r || t[4].size !== n || t[5].size !== n) return false;
+    if (bm.rows !== n || cm.rows !== n || dp.cols !== r || t[4].size !== b * n || t[5].size !== b * n) {
+      return false;
+    }
     if (touches(pl, t[0]) || touches(pl, t[8]) || touches(pl, t[3]) || touches(pl, t[6])) return false;
     this.#pendingLinear = undefined;
     this.#emit();
     const rows = r + 2 * n;
-    const groups = Math.ceil(pl.items[0].rows / XPROJ_TUNING.rowsPerGroup);
+    // x_proj's partial products per sequence: one per workgroup of matvec1's channels, or of the
+    // split-k reduce's (seqs sequences of 256 / seqs channels)
+    let seqs = 1;
+    if (splitk) {
+      seqs = [1, 2, 4, 8].includes(XPROJ_TUNING.splitkSeqs) ? XPROJ_TUNING.splitkSeqs : 1;
+      while (seqs > 1 && seqs / 2 >= b) seqs /= 2;
+    }
+    const groups = Math.ceil(pl.items[0].rows / (splitk ? 256 / seqs : XPROJ_TUNING.rowsPerGroup));
     const quads = Math.ceil(rows / 4);
-    const partials = this.#xpPartials = this.#atLeast(this.#xpPartials, 16 * quads * groups);
+    const partials = this.#xpPartials = this.#atLeast(this.#xpPartials, 16 * quads * groups * b);
     const w = this.#joined([low.w, bm.w, cm.w]);
-    pl.xp = { w, rows, stride: xp.stride, partials };
+    pl.xp = { w, rows, stride: xp.stride, partials, seqs };
     this.#matvec(pl);
     const q = scanStepStates(n);
     const k = n / q;
@@ -1189,10 +1233,11 @@ export class WebGpuBackend implements Backend {
     buffers.push(dp.input.buffer, proj.w.buffer, proj.bias.buffer, partials);
     const A = t[3];
     let memo = A.scanMemo;
-    let same = !!memo && memo.di === di && memo.wg === wg && memo.groups === groups;
+    let same = !!memo && memo.b === b && memo.di === di && memo.wg === wg && memo.groups === groups;
     for (let i = 0; same && i < buffers.length; i++) same = memo!.buffers[i] === buffers[i];
     if (!memo || !same) {
-      const xs = Math.max(1, Math.floor(wg / quads));
+      // slices of the groups: as many as the threads take, at most one per 8 groups
+      const xs = Math.max(1, Math.min(Math.floor(wg / quads), Math.ceil(groups / 8)));
       const matrix = proj.w.matrix!;
       const dispatch = this.#prepare(
         "scan_step",
@@ -1212,9 +1257,10 @@ export class WebGpuBackend implements Backend {
         buffers,
         [b, di, matrix.stride, 0],
         "uuuu",
-        this.#grid1(di, Math.floor(wg / k)),
+        // per sequence, its channels in workgroups of wg / k
+        this.#grid2(b * Math.ceil(di / Math.floor(wg / k))),
       );
-      memo = A.scanMemo = { buffers, di, wg, groups, dispatch };
+      memo = A.scanMemo = { buffers, b, di, wg, groups, dispatch };
     }
     this.#replay(memo.dispatch);
     return true;
@@ -2035,10 +2081,19 @@ const SPLITK_MAX_M = 32;
  */
 const SPLITK_MIN_OUTPUTS = 2 ** 14;
 const SPLITK_MIN_WORK = 2 ** 24;
-/** The split-k kernels cut k into slices until the products have this many workgroups. */
+/** The split-k kernels cut k into slices until the products have this many workgroups ... */
 const SPLITK_MIN_GROUPS = 384;
-/** ... into at most this many slices (more, and out_proj at m = 32 took 41 us against 23). */
+/** ... into at most this many slices with two output rows per thread (the lm_head) ... */
 const SPLITK_MAX_SLICES = 12;
+/**
+ * ... and with one row per thread, slices of one chunk, at most this many. On an H100 (bench/splitk.ts
+ * --sweep --rounds 3, us per product, both dispatches, f32 / f16, m = 32): out_proj (768 x 1536) 20.1
+ * / 18.9 with 24 slices against 23.9 / 28 with 12. A register-blocked first phase (4 x 4 sums a thread,
+ * 64 rows a workgroup, tried and removed) was at best 0.3 to 0.6 us faster on out_proj and no faster
+ * on in_proj (2 x 1536 x 768: 25.5 / 24.6 with 12 slices): products on these few rows are bound by
+ * latency (a few dependent loads, two dispatches), not by the reads of workgroup memory it saves.
+ */
+const SPLITK_MAX_SLICES_ROWS = 24;
 /** The split-k kernels give each thread two output rows from this many tiles of rows on. */
 const SPLITK_RW2_TILES = 192;
 
@@ -2064,25 +2119,23 @@ export const LINEAR_TUNING: { splitk: "auto" | "always" | "never"; tile?: Partia
 };
 
 /**
- * The split-k tile for m (2..32) rows of x times matrices of `rows` rows and x4 vec4 of columns:
- * MB the power of two from 4 that covers m, WG threads of RW output rows (two, and longer chunks,
- * for large matrices: the lm_head), KC4 vec4 of k staged at a time, and S slices of k, as many as
- * make SPLITK_MIN_GROUPS workgroups with at least one chunk each, SPLITK_MAX_SLICES at most. (On an H100 at m = 32, swept with
- * bench/splitk.ts: 128 x 1 for in_proj and out_proj, 128 x 2 with 32-vec4 chunks and 2 slices for
- * the lm_head.)
+ * The split-k tile for m (2..32) rows of x times matrices of `rows` rows and x4 vec4 of columns, MB
+ * the power of two from 4 that covers m. For large matrices (the lm_head), the kernel of a thread
+ * per output row with two rows each, chunks of 32 vec4 and S slices of k, as many as make
+ * SPLITK_MIN_GROUPS workgroups, SPLITK_MAX_SLICES at most. Otherwise that kernel with one row per
+ * thread and slices of one chunk of 16 vec4 (SPLITK_MAX_SLICES_ROWS at most).
  */
 export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
   let MB = 4;
   while (MB < m) MB *= 2;
   const WG = 128;
-  const big = rows.reduce((a, r) => a + Math.ceil(r / WG), 0) >= SPLITK_RW2_TILES;
-  const RW = big ? 2 : 1, KC4 = big ? 32 : 16;
-  const tiles = rows.reduce((a, r) => a + Math.ceil(r / (WG * RW)), 0);
-  const S = Math.max(
-    1,
-    Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles), SPLITK_MAX_SLICES),
-  );
-  return { MB, WG, RW, KC4, S };
+  const tilesOf = (perGroup: number) => rows.reduce((a, r) => a + Math.ceil(r / perGroup), 0);
+  const slices = (KC4: number, tiles: number, most: number) =>
+    Math.max(1, Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles), most));
+  if (tilesOf(WG) >= SPLITK_RW2_TILES) {
+    return { MB, WG, RW: 2, KC4: 32, S: slices(32, tilesOf(2 * WG), SPLITK_MAX_SLICES) };
+  }
+  return { MB, WG, RW: 1, KC4: 16, S: Math.max(1, Math.min(Math.ceil(x4 / 16), SPLITK_MAX_SLICES_ROWS)) };
 }
 
 /** What one of the four matrix slots of matvec, matvec1 and gemm binds. */
@@ -2143,7 +2196,10 @@ function sameLinear(a: PendingLinear, b: PendingLinear): boolean {
   const n = a.norm, o = b.norm;
   if (n !== o && (!n || !o || n.out !== o.out || n.x !== o.x || n.w !== o.w || n.eps !== o.eps)) return false;
   const x = a.xp, y = b.xp;
-  if (x !== y && (!x || !y || x.w !== y.w || x.rows !== y.rows || x.partials !== y.partials)) return false;
+  if (
+    x !== y &&
+    (!x || !y || x.w !== y.w || x.rows !== y.rows || x.partials !== y.partials || x.seqs !== y.seqs)
+  ) return false;
   const c = a.conv, e = b.conv;
   return c === e ||
     (!!c && !!e && c.out === e.out && c.w === e.w && c.bias === e.bias && c.state === e.state);

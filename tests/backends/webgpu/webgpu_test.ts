@@ -1048,10 +1048,13 @@ Deno.test({
           const { MB, WG, RW, KC4, S } = splitkTile(m, rows, x4);
           return [MB, WG, RW, KC4, S];
         };
+        // a thread per output row, slices of one chunk of 16 vec4 (at most 24)
         assert.deepEqual(at(2, [1536, 1536], 192), [4, 128, 1, 16, 12]);
-        assert.deepEqual(at(17, [768], 384), [32, 128, 1, 16, 12]);
-        assert.deepEqual(at(32, [48, 16, 16], 384), [32, 128, 1, 16, 12]);
+        assert.deepEqual(at(32, [1536, 1536], 192), [32, 128, 1, 16, 12]);
+        assert.deepEqual(at(16, [768], 384), [16, 128, 1, 16, 24]);
+        assert.deepEqual(at(17, [768], 384), [32, 128, 1, 16, 24]);
         assert.deepEqual(at(32, [1536], 12), [32, 128, 1, 16, 1]);
+        // two rows per thread for the lm_head, a few slices
         assert.deepEqual(at(32, [50280], 192), [32, 128, 2, 32, 2]);
       },
     );
@@ -1418,3 +1421,212 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "webgpu mamba1Block() at batch 2..32 with x_proj fused into split-k matches js, and falls back where it must",
+  ignore,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    // m, d, di, r, n (16: 4 states a thread; 6: 1), k, sequences per workgroup of the reduce's conv
+    // (XPROJ_TUNING.splitkSeqs: 4 is 2 at m 2). di 300: the reduce's last group of channels is part
+    // full, the scan's last workgroup of each sequence has 44 live channels; m 3 and 17: the last block
+    // of sequences part full; r 100: r + 2 n = 132 rows of x_proj, one thread per row.
+    const shapes: [number, number, number, number, number, number, number][] = [
+      [2, 29, 37, 5, 16, 4, 4],
+      [3, 21, 300, 7, 6, 3, 4],
+      [17, 21, 45, 100, 16, 4, 8],
+      [32, 29, 300, 5, 16, 4, 1],
+      [32, 29, 300, 5, 16, 4, 4],
+    ];
+    const names = ["xn", "x", "z", "xc", "dtLow", "B", "C", "dt", "y", "o"] as const;
+    for (const dtype of ["f32", "f16"] as const) {
+      const gpu = await createWebGpuBackend({ dtype });
+      LINEAR_TUNING.splitk = "always";
+      const savedSeqs = XPROJ_TUNING.splitkSeqs;
+      try {
+        for (const [si, [m, d, di, r, n, k, seqs]] of shapes.entries()) {
+          const c = { normEps: 1e-5 } as ModelConfig;
+          const round = (v: Float32Array) => dtype === "f16" ? halfRound(v) : v;
+          const setup = (be: Backend) => {
+            const mat = (rows: number, cols: number, seed: number, s = 1) =>
+              be.uploadMatrix(round(rand(rows * cols, seed, -s, s)), [rows, cols]);
+            const w: Mamba1Weights = {
+              norm: be.upload(rand(d, 300, 0.5, 1.5), [d]),
+              inX: mat(di, d, 301),
+              inZ: mat(di, d, 302),
+              convW: be.upload(rand(di * k, 303), [di, k]),
+              convB: be.upload(rand(di, 304), [di]),
+              xDt: mat(r, di, 305, 0.5),
+              xB: mat(n, di, 306, 0.5),
+              xC: mat(n, di, 307, 0.5),
+              dtW: mat(di, r, 308, 0.3),
+              dtB: be.upload(rand(di, 309, -3, -1), [di]),
+              A: be.upload(rand(di * n, 310, -2, -0.1), [di, n]),
+              D: be.upload(rand(di, 311), [di]),
+              out: mat(d, di, 312, 0.3),
+            };
+            const cfg = { dModel: d, dInner: di, dState: n, dtRank: r } as ModelConfig;
+            return {
+              w,
+              s: mamba1Scratch(be, cfg, m, 1),
+              st: {
+                conv: be.upload(rand(m * di * (k - 1), 313), [m, di, k - 1]),
+                ssm: be.upload(rand(m * di * n, 314, -0.5, 0.5), [m, di, n]),
+              },
+              hidden: be.upload(rand(m * d, 315, -2, 2), [m, 1, d]),
+              other: be.upload(rand(m * n, 316), [m, n]),
+              spare: be.zeros([m, n]),
+              xBias: be.upload(rand(r, 317), [r]),
+            };
+          };
+          type Setup = ReturnType<typeof setup>;
+          // The block's ops up to the scan (x_proj's dt_low with `bias`), then `between`, the scan, the rest.
+          const block = (
+            be: Backend,
+            x: Setup,
+            opts: { between?: (be: Backend, x: Setup) => void; B?: Tensor; bias?: Tensor } = {},
+          ) => {
+            const { w, s, st, hidden } = x;
+            be.rmsNorm(s.xn, hidden, w.norm, c.normEps);
+            be.linear(s.x, w.inX, s.xn);
+            be.linear(s.z, w.inZ, s.xn);
+            be.conv1dSilu(s.xc, s.x, w.convW, w.convB, st.conv);
+            be.linear(s.dtLow, w.xDt, s.xc, opts.bias);
+            be.linear(s.B, w.xB, s.xc);
+            be.linear(s.C, w.xC, s.xc);
+            be.linear(s.dt, w.dtW, s.dtLow, w.dtB);
+            opts.between?.(be, x);
+            be.selectiveScan({
+              y: s.y,
+              x: s.xc,
+              dt: s.dt,
+              A: w.A,
+              B: opts.B ?? s.B,
+              C: s.C,
+              D: w.D,
+              z: s.z,
+              h: st.ssm,
+            });
+            be.linear(s.o, w.out, s.y);
+            be.add(hidden, hidden, s.o);
+          };
+          const cases: [string, (be: Backend, x: Setup) => Promise<void> | void][] = [
+            ["fused", (be, x) => mamba1Block(be, c, x.w, x.s, x.st, x.hidden)],
+            ["B read before the scan", async (be, x) => {
+              block(be, x);
+              // the ops again, stopped before the scan by a read of x_proj's output
+              const { w, s, st } = x;
+              be.rmsNorm(s.xn, x.hidden, w.norm, c.normEps);
+              be.linear(s.x, w.inX, s.xn);
+              be.linear(s.z, w.inZ, s.xn);
+              be.conv1dSilu(s.xc, s.x, w.convW, w.convB, st.conv);
+              be.linear(s.dtLow, w.xDt, s.xc);
+              be.linear(s.B, w.xB, s.xc);
+              be.linear(s.C, w.xC, s.xc);
+              be.write(x.other, await be.read(s.B));
+              be.linear(s.dt, w.dtW, s.dtLow, w.dtB);
+              be.selectiveScan({
+                y: s.y,
+                x: s.xc,
+                dt: s.dt,
+                A: w.A,
+                B: s.B,
+                C: s.C,
+                D: w.D,
+                z: s.z,
+                h: st.ssm,
+              });
+            }],
+            [
+              "C used by another op",
+              (be, x) => block(be, x, { between: (be, x) => be.add(x.spare, x.s.C, x.other) }),
+            ],
+            ["a scan on another B", (be, x) => block(be, x, { B: x.other })],
+            ["a bias on x_proj", (be, x) => block(be, x, { bias: x.xBias })],
+          ];
+          for (const [what, run] of si < 2 ? cases : cases.slice(0, 1)) {
+            await t.step(
+              `${dtype}, m ${m}, d ${d}, di ${di}, r ${r}, n ${n}, k ${k}, ${seqs} a workgroup: ${what}, 3 steps`,
+              async () => {
+                const got: Float32Array[][] = [];
+                XPROJ_TUNING.splitkSeqs = seqs;
+                for (const be of [new JsBackend(), gpu] as Backend[]) {
+                  const x = setup(be);
+                  const res: Float32Array[] = [];
+                  // the kept dispatches replayed on new contents (the residual, a new input, new states)
+                  for (let step = 0; step < 3; step++) {
+                    if (step === 1) be.write(x.hidden, rand(m * d, 318, -2, 2));
+                    if (step === 2) be.write(x.st.conv, rand(m * di * (k - 1), 319));
+                    await run(be, x);
+                    for (const name of names) res.push(await be.read(x.s[name]));
+                    for (const u of [x.hidden, x.st.conv, x.st.ssm, x.spare, x.other]) {
+                      res.push(await be.read(u));
+                    }
+                  }
+                  got.push(res);
+                }
+                const [a, g] = got;
+                const per = names.length + 5;
+                for (let j = 0; j < a.length; j++) {
+                  const scale = a[j].reduce((s, v) => Math.max(s, Math.abs(v)), 1);
+                  const name = j % per < names.length ? names[j % per] : `state ${j % per - names.length}`;
+                  close(a[j], g[j], 3e-5 * scale, `${name} of step ${j / per | 0}`);
+                }
+              },
+            );
+          }
+        }
+        await t.step(
+          `${dtype}: the fused block at m 3 is 5 dispatches; up to the scan 3, 5 on another B`,
+          () => {
+            const [, d, di, r, n, k] = shapes[1];
+            const m = 3;
+            const be = gpu as WebGpuBackend;
+            const mk = (rows: number, cols: number) => be.uploadMatrix(rand(rows * cols, 320), [rows, cols]);
+            const w: Mamba1Weights = {
+              norm: be.upload(rand(d, 321), [d]),
+              inX: mk(di, d),
+              inZ: mk(di, d),
+              convW: be.upload(rand(di * k, 322), [di, k]),
+              xDt: mk(r, di),
+              xB: mk(n, di),
+              xC: mk(n, di),
+              dtW: mk(di, r),
+              dtB: be.upload(rand(di, 323), [di]),
+              A: be.upload(rand(di * n, 324), [di, n]),
+              D: be.upload(rand(di, 325), [di]),
+              out: mk(d, di),
+            };
+            const s = mamba1Scratch(be, { dModel: d, dInner: di, dState: n, dtRank: r } as ModelConfig, m, 1);
+            const st = { conv: be.zeros([m, di, k - 1]), ssm: be.zeros([m, di, n]) };
+            const hidden = be.zeros([m, 1, d]), other = be.zeros([m, n]);
+            // split-k + reduce (norm, conv, x_proj's partials), scan, split-k + reduce (residual)
+            assert.equal(be.recordOnly(() => mamba1Block(be, c0, w, s, st, hidden)).dispatches, 5);
+            const upToScan = (B: Tensor) =>
+              be.recordOnly(() => {
+                be.rmsNorm(s.xn, hidden, w.norm, c0.normEps);
+                be.linear(s.x, w.inX, s.xn);
+                be.linear(s.z, w.inZ, s.xn);
+                be.conv1dSilu(s.xc, s.x, w.convW, w.convB, st.conv);
+                be.linear(s.dtLow, w.xDt, s.xc);
+                be.linear(s.B, w.xB, s.xc);
+                be.linear(s.C, w.xC, s.xc);
+                be.linear(s.dt, w.dtW, s.dtLow, w.dtB);
+                be.selectiveScan({ y: s.y, x: s.xc, dt: s.dt, A: w.A, B, C: s.C, D: w.D, z: s.z, h: st.ssm });
+              }).dispatches;
+            assert.equal(upToScan(s.B), 3);
+            assert.equal(upToScan(other), 5); // x_proj apart (its own split-k + reduce), dt_proj still fused
+          },
+        );
+      } finally {
+        LINEAR_TUNING.splitk = "auto";
+        XPROJ_TUNING.splitkSeqs = savedSeqs;
+        await gpu.dispose();
+      }
+    }
+  },
+});
+
+const c0 = { normEps: 1e-5 } as ModelConfig;
