@@ -92,8 +92,13 @@ for (const arch of archs) {
         prefill(net, state, prompts, last);
         state.dispose();
       };
-      // Warm up for a second: right after an idle spell an H100 ran the first ~0.3 s of prefills at
-      // about half speed (8 prefills of 512 then a wait: 36.6 ms each the first time, then 19.2).
+      // Warm up for a second of GPU work: right after an idle spell an H100 ran the first ~0.3 s of
+      // prefills at about half speed (8 prefills of 512 then a wait: 36.6 ms each the first time, then
+      // 19.2). The second starts after the first prefill, whose pipeline compiles (seconds with a cold
+      // driver cache) would otherwise eat it: the first process on a fresh H100 read 48,081 tok/s, the
+      // next 68,943, for the same code.
+      run();
+      await sync();
       const w0 = performance.now();
       do {
         for (let r = 0; r < 4; r++) run();
