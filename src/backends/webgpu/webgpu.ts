@@ -1152,13 +1152,11 @@ export class WebGpuBackend implements Backend {
     const f16 = proj?.w.matrix?.packed === "f16" ? 1 : 0;
     if (l === 1 && n <= 256) {
       // One step: K = n / q threads per channel (q states each), the channels in parallel.
-      const q = scanStepStates(n);
-      const k = n / q;
+      const k = n / scanStepStates(n);
       const wg = Math.max(SCAN_TUNING.stepGroup, k);
-      const rj = proj ? Math.ceil(r / k) : 1;
       this.#run(
         "scan_step",
-        { WG: wg, N: n, Q: q, K: k, DTPROJ: proj ? 1 : 0, R: proj ? r : 1, RJ: rj, F16: f16 },
+        scanStepConstants(n, wg, r, f16 === 1),
         stepBuffers,
         [b, di, stride, 0],
         "uuuu",
@@ -1226,8 +1224,7 @@ export class WebGpuBackend implements Backend {
     const w = this.#joined([low.w, bm.w, cm.w]);
     pl.xp = { w, rows, stride: xp.stride, partials, seqs };
     this.#matvec(pl);
-    const q = scanStepStates(n);
-    const k = n / q;
+    const k = n / scanStepStates(n);
     const wg = Math.max(XPROJ_TUNING.scanGroup, k);
     const buffers = t.map((x) => x.buffer);
     buffers.push(dp.input.buffer, proj.w.buffer, proj.bias.buffer, partials);
@@ -1241,19 +1238,7 @@ export class WebGpuBackend implements Backend {
       const matrix = proj.w.matrix!;
       const dispatch = this.#prepare(
         "scan_step",
-        {
-          WG: wg,
-          N: n,
-          Q: q,
-          K: k,
-          DTPROJ: 1,
-          R: r,
-          RJ: Math.ceil(r / k),
-          F16: matrix.packed === "f16" ? 1 : 0,
-          XG: groups,
-          XS: xs,
-          XP: (xs + 1) * quads,
-        },
+        { ...scanStepConstants(n, wg, r, matrix.packed === "f16"), XG: groups, XS: xs, XP: (xs + 1) * quads },
         buffers,
         [b, di, matrix.stride, 0],
         "uuuu",
@@ -2229,6 +2214,24 @@ function groupsOf(pl: PendingLinear, rowsPerGroup: number) {
  */
 export function scanStepStates(n: number): 1 | 4 {
   return n % 4 !== 0 || SCAN_TUNING.stepStates === 1 ? 1 : 4;
+}
+
+/**
+ * scan_step's pipeline constants for n states in workgroups of wg threads, with dt_proj's r columns
+ * fused (r > 0) or not (r = 0); f16: dt_proj's weights are f16 pairs.
+ */
+function scanStepConstants(n: number, wg: number, r: number, f16: boolean): Record<string, number> {
+  const q = scanStepStates(n), k = n / q;
+  return {
+    WG: wg,
+    N: n,
+    Q: q,
+    K: k,
+    DTPROJ: r > 0 ? 1 : 0,
+    R: Math.max(r, 1),
+    RJ: r > 0 ? Math.ceil(r / k) : 1,
+    F16: f16 ? 1 : 0,
+  };
 }
 
 /**
