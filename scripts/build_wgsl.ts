@@ -1,6 +1,8 @@
 /**
  * Writes src/backends/webgpu/_shaders.ts from wgsl/*.wgsl, so that the kernels reach the runtime
- * without file reads. `--check` writes nothing and exits 1 when the generated module is stale.
+ * without file reads. `--check` writes nothing and exits 1 when the generated module is stale. WGSL
+ * has no includes: a line `//#include NAME.wgsl` in a kernel is replaced by wgsl/include/NAME.wgsl
+ * (pieces several kernels share, such as the accessors of their four matrix slots).
  *
  * ```sh
  * deno task build:wgsl            # regenerate
@@ -26,11 +28,29 @@ export async function generate(dir: URL = WGSL): Promise<string> {
   out += "/** WGSL source of each kernel, by file name without .wgsl (also its entry point). */\n";
   out += "export const SHADERS: Record<string, string> = {\n";
   for (const name of names) {
-    const code = await Deno.readTextFile(new URL(name, dir));
+    const code = await expandIncludes(await Deno.readTextFile(new URL(name, dir)), dir, name);
     out += `  ${name.slice(0, -5)}: ${JSON.stringify(code)},\n`;
   }
   out += "};\n";
   return out;
+}
+
+/** `code` with each `//#include NAME.wgsl` line replaced by include/NAME.wgsl under `dir`. */
+async function expandIncludes(code: string, dir: URL, name: string): Promise<string> {
+  const parts: string[] = [];
+  let at = 0;
+  for (const m of code.matchAll(/^\/\/#include ([\w.-]+\.wgsl)\n/gm)) {
+    let piece: string;
+    try {
+      piece = await Deno.readTextFile(new URL(`include/${m[1]}`, dir));
+    } catch {
+      throw new Error(`Cannot build ${name}: include ${m[1]} is missing, expected wgsl/include/${m[1]}`);
+    }
+    parts.push(code.slice(at, m.index), piece);
+    at = m.index + m[0].length;
+  }
+  parts.push(code.slice(at));
+  return parts.join("");
 }
 
 if (import.meta.main) {

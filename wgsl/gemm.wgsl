@@ -128,22 +128,7 @@ var<workgroup> sh: array<vec4<f32>, KS * SV>;
 var<workgroup> rs: array<f32, KS * XV>;
 var<workgroup> scale: array<f32, BM>;
 
-fn w_at(j: u32, idx: u32) -> vec4<u32> {
-  switch j {
-    case 0u: {
-      return w0[idx];
-    }
-    case 1u: {
-      return w1[idx];
-    }
-    case 2u: {
-      return w2[idx];
-    }
-    default: {
-      return w3[idx];
-    }
-  }
-}
+//#include w_at.wgsl
 
 // Load e of a k-tile of w_j from column k0 on (zero past the matrix): row o0 + e / (BK / PER);
 // `full` as for x_tile_at (and the tile's rows inside w_j); loads past the k-tile (e >= WV) skipped.
@@ -157,42 +142,9 @@ fn w_tile_at(j: u32, o0: u32, o: u32, s4: u32, k0: u32, e: u32, full: bool) -> v
   return vec4<u32>(0u);
 }
 
-fn bias_at(j: u32, i_o: u32) -> f32 {
-  if (p.has_bias[j] == 0u) {
-    return 0.0;
-  }
-  switch j {
-    case 0u: {
-      return bias0[i_o];
-    }
-    case 1u: {
-      return bias1[i_o];
-    }
-    case 2u: {
-      return bias2[i_o];
-    }
-    default: {
-      return bias3[i_o];
-    }
-  }
-}
+//#include bias_at.wgsl
 
-fn store(j: u32, idx: u32, v: f32) {
-  switch j {
-    case 0u: {
-      out0[idx] = v;
-    }
-    case 1u: {
-      out1[idx] = v;
-    }
-    case 2u: {
-      out2[idx] = v;
-    }
-    default: {
-      out3[idx] = v;
-    }
-  }
-}
+//#include store.wgsl
 
 /** The matrix whose workgroup columns hold column g of workgroups. */
 fn matrix_of(g: u32) -> u32 {

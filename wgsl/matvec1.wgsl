@@ -90,22 +90,7 @@ var<workgroup> best_v: array<f32, WG>;
 var<workgroup> best_i: array<u32, WG>;
 var<workgroup> xcs: array<f32, WG / TPR>; // mode 3 with xrows: xc of this workgroup's rows
 
-fn w_at(j: u32, e: u32) -> vec4<u32> {
-  switch j {
-    case 0u: {
-      return w0[e];
-    }
-    case 1u: {
-      return w1[e];
-    }
-    case 2u: {
-      return w2[e];
-    }
-    default: {
-      return w3[e];
-    }
-  }
-}
+//#include w_at.wgsl
 
 fn bias_at(j: u32, i_o: u32) -> f32 {
   switch j {
@@ -124,22 +109,7 @@ fn bias_at(j: u32, i_o: u32) -> f32 {
   }
 }
 
-fn store(j: u32, e: u32, v: f32) {
-  switch j {
-    case 0u: {
-      out0[e] = v;
-    }
-    case 1u: {
-      out1[e] = v;
-    }
-    case 2u: {
-      out2[e] = v;
-    }
-    default: {
-      out3[e] = v;
-    }
-  }
-}
+//#include store.wgsl
 
 // The dot product of one stored vec4<u32> of weights with the x values it covers (e: its index in
 // the row).

@@ -111,22 +111,7 @@ fn nw4_at(i_i: u32) -> vec4<f32> {
   return v;
 }
 
-fn w_at(j: u32, idx: u32) -> vec4<u32> {
-  switch j {
-    case 0u: {
-      return w0[idx];
-    }
-    case 1u: {
-      return w1[idx];
-    }
-    case 2u: {
-      return w2[idx];
-    }
-    default: {
-      return w3[idx];
-    }
-  }
-}
+//#include w_at.wgsl
 
 // adds wa . x[r0 + 0..3] (the vec4 at column e of the chunk) to a, and wb's to b (RW = 2)
 fn quad(wa: vec4<f32>, wb: vec4<f32>, r0: u32, e: u32, a: ptr<private, vec4<f32>>, b: ptr<private, vec4<f32>>) {

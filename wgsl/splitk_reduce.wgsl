@@ -82,42 +82,9 @@ override XPB: u32 = 1;
 // epi 1: the xc this thread made (0 where it made none)
 var<private> xcv: f32;
 
-fn bias_at(j: u32, i_o: u32) -> f32 {
-  if (p.has_bias[j] == 0u) {
-    return 0.0;
-  }
-  switch j {
-    case 0u: {
-      return bias0[i_o];
-    }
-    case 1u: {
-      return bias1[i_o];
-    }
-    case 2u: {
-      return bias2[i_o];
-    }
-    default: {
-      return bias3[i_o];
-    }
-  }
-}
+//#include bias_at.wgsl
 
-fn store(j: u32, idx: u32, v: f32) {
-  switch j {
-    case 0u: {
-      out0[idx] = v;
-    }
-    case 1u: {
-      out1[idx] = v;
-    }
-    case 2u: {
-      out2[idx] = v;
-    }
-    default: {
-      out3[idx] = v;
-    }
-  }
-}
+//#include store.wgsl
 
 // 1 / rms of row i_m of x, from the slices' sums of squares
 fn rs_of(i_m: u32) -> f32 {
