@@ -103,19 +103,41 @@ for (const dtype of dtypes) {
       const chosen = splitkTile(m, rows, Math.ceil(cols / 8) * 2);
       const after = await time();
       const results: [number, SplitkTile][] = [[after, chosen]];
+      // the GPU time of each of the two kernels (a pass per dispatch: each inflated by a few us)
+      const gpu = be as unknown as {
+        profileGpu(f: () => void): Promise<{ kernels: Record<string, { count: number; us: number }> }>;
+      };
+      const profile = async () => {
+        const prof = await gpu.profileGpu(() => {
+          for (let r = 0; r < 20; r++) op(outs[0]);
+        });
+        return Object.fromEntries(
+          Object.entries(prof.kernels).map(([k, v]) => [k, +(v.us / 20).toFixed(2)]),
+        );
+      };
+      const kernels = await profile();
       if (sweep) {
         const x4 = Math.ceil(cols / 8) * 2;
-        const slices = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32].filter((S) => rows[0] < 8192 || S <= 4);
-        // a thread per output row: one row and chunks of 16 vec4, or two rows and 32 (large matrices)
-        const tiles: Partial<SplitkTile>[] = [{ WG: 128, RW: 1, KC4: 16 }];
-        if (rows[0] >= 8192) tiles.push({ WG: 128, RW: 2, KC4: 32 });
+        const f16 = dtype === "f16" ? 2 : 1;
+        // tiles: threads, rows of w per thread, threads per row (rows of x split), chunk
+        const tiles: Partial<SplitkTile>[] = [
+          { WG: 128, RW: 1, KC4: 16 },
+          { WG: 128, RW: 1, KC4: 8 * f16 },
+          { WG: 128, RW: 2, KC4: 8 * f16 },
+          { WG: 256, RW: 1, KC4: 16 },
+          { WG: 64, RW: 1, KC4: 16 },
+        ];
         for (const t of tiles) {
-          for (const S of slices) {
+          const tileRows = t.WG! * t.RW!;
+          const tilesN = rows.reduce((a, r) => a + Math.ceil(r / tileRows), 0);
+          for (const S of [2, 3, 4, 6, 8, 12, 16, 24, 48]) {
             if (S > Math.ceil(x4 / t.KC4!) || (S - 1) * t.KC4! >= x4) continue;
+            if (tilesN * S < 100 || tilesN * S > 1600) continue;
             const tile = { ...chosen, ...t, S };
-            if (JSON.stringify(tile) === JSON.stringify(chosen)) continue;
             LINEAR_TUNING.tile = tile;
-            results.push([await time(), tile]);
+            const us = await time();
+            console.log(JSON.stringify({ dtype, name, m, us, ...tile, kernels: await profile() }));
+            results.push([us, tile]);
           }
         }
         LINEAR_TUNING.tile = undefined;
@@ -131,7 +153,8 @@ for (const dtype of dtypes) {
         before_us: before,
         splitk_us: after,
         tile: chosen,
-        best: results.slice(0, 3).map(([us, t]) => ({ us, WG: t.WG, RW: t.RW, KC4: t.KC4, S: t.S })),
+        kernels,
+        best: results.slice(0, 5).map(([us, t]) => ({ us, WG: t.WG, RW: t.RW, KC4: t.KC4, S: t.S })),
       }));
       for (const t of [x, xn, ...outs, other, resid] as Tensor[]) (be as Backend).free(t);
     }

@@ -26,7 +26,7 @@ import {
   type Tensor,
   type WeightDType,
 } from "../backend.ts";
-import { BackendError } from "../../errors.ts";
+import { BackendError, ConfigError } from "../../errors.ts";
 import { SHADERS } from "./_shaders.ts";
 
 // The WebGPU spec's flag values, spelled out: TypeScript's DOM library (which the npm build checks
@@ -786,9 +786,18 @@ export class WebGpuBackend implements Backend {
     const rows = pl.items.map((it) => it.rows);
     const tile = { ...splitkTile(pl.m, rows, x4), ...LINEAR_TUNING.tile };
     const { MB, WG, KC4, S, RW } = tile;
+    const wc = pl.packed === "f16" ? KC4 / 2 : KC4;
+    if (RW * wc > 16 || KC4 % 2 !== 0 || (wc > 1 && wc % 2 !== 0)) {
+      const held = `${RW * wc} vec4 of weights a thread (KC4 ${KC4})`;
+      throw new ConfigError(
+        `Cannot run the split-k kernel: its tile holds ${held}, expected at most 16, even`,
+      );
+    }
     const l4 = Math.ceil(x4 / S / KC4) * KC4;
     const nsl = Math.ceil(x4 / l4);
-    const { os, starts, hasBias, total } = groupsOf(pl, WG * RW);
+    const tileRows = WG * RW;
+    const { os, starts, hasBias, total } = groupsOf(pl, tileRows);
+    const full = splitkFull(tile, pl.m, pl.items.map((it) => it.rows), pl.cols, x4);
     const cols = [0, 0, 0, 0];
     let t = 0;
     for (let j = 0; j < pl.items.length; j++) {
@@ -806,7 +815,7 @@ export class WebGpuBackend implements Backend {
     const hasNorm = pl.norm ? 1 : 0;
     const first = this.#prepare(
       "splitk",
-      { WG, MB, KC4, RW, F16: pl.packed === "f16" ? 1 : 0 },
+      { WG, MB, KC4, RW, F16: pl.packed === "f16" ? 1 : 0, FULL: full ? 1 : 0 },
       [x, ...ws, nw, scratch],
       [...os, ...starts, ...cols, pl.m, pl.cols, x4, n, hasNorm, nsl, l4, t, total],
       "uuuuuuuuuuuuuuuuuuuuu",
@@ -2075,8 +2084,14 @@ const SPLITK_MAX_SLICES = 12;
  * --sweep --rounds 3, us per product, both dispatches, f32 / f16, m = 32): out_proj (768 x 1536) 20.1
  * / 18.9 with 24 slices against 23.9 / 28 with 12. A register-blocked first phase (4 x 4 sums a thread,
  * 64 rows a workgroup, tried and removed) was at best 0.3 to 0.6 us faster on out_proj and no faster
- * on in_proj (2 x 1536 x 768: 25.5 / 24.6 with 12 slices): products on these few rows are bound by
- * latency (a few dependent loads, two dispatches), not by the reads of workgroup memory it saves.
+ * on in_proj (2 x 1536 x 768: 25.5 / 24.6 with 12 slices). Issuing all of a chunk's weight loads
+ * before x is staged, fused multiply-adds and a FULL pipeline made the first phase 2 to 4 us faster
+ * (in_proj 23.1 / 21.6 us a product, out_proj 17.8 / about 18, m = 8 in_proj 13.7 / 12.8, out_proj
+ * 11.9 / 10.7). Where the rest goes (in_proj f32, m = 32, profiled first phase 20.6 us, ~2.7 of it
+ * the profiling's own pass): without the weight loads 16.6, with 1/8 of the workgroup-memory reads
+ * 18.5, without both 13.3; the 2048 fused multiply-adds a thread and the dispatch remain. More rows of
+ * w per thread (2, or 4 with the 32 rows of x split over two threads), 64 or 256 threads and other
+ * slice counts were no faster; lm_head: 2 rows a thread and chunks of 8 vec4 the best (161 / 128 us).
  */
 const SPLITK_MAX_SLICES_ROWS = 24;
 /** The split-k kernels give each thread two output rows from this many tiles of rows on. */
@@ -2106,7 +2121,7 @@ export const LINEAR_TUNING: { splitk: "auto" | "always" | "never"; tile?: Partia
 /**
  * The split-k tile for m (2..32) rows of x times matrices of `rows` rows and x4 vec4 of columns, MB
  * the power of two from 4 that covers m. For large matrices (the lm_head), the kernel of a thread
- * per output row with two rows each, chunks of 32 vec4 and S slices of k, as many as make
+ * per output row with two rows each, chunks of 8 vec4 and S slices of k, as many as make
  * SPLITK_MIN_GROUPS workgroups, SPLITK_MAX_SLICES at most. Otherwise that kernel with one row per
  * thread and slices of one chunk of 16 vec4 (SPLITK_MAX_SLICES_ROWS at most).
  */
@@ -2118,9 +2133,19 @@ export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
   const slices = (KC4: number, tiles: number, most: number) =>
     Math.max(1, Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles), most));
   if (tilesOf(WG) >= SPLITK_RW2_TILES) {
-    return { MB, WG, RW: 2, KC4: 32, S: slices(32, tilesOf(2 * WG), SPLITK_MAX_SLICES) };
+    return { MB, WG, RW: 2, KC4: 8, S: slices(8, tilesOf(2 * WG), SPLITK_MAX_SLICES) };
   }
   return { MB, WG, RW: 1, KC4: 16, S: Math.max(1, Math.min(Math.ceil(x4 / 16), SPLITK_MAX_SLICES_ROWS)) };
+}
+
+/**
+ * Whether m rows of x times matrices of `rows` rows and `cols` columns (x4 vec4 a row of x) fill the
+ * split-k kernel's chunks and tiles of `tile`, with m = MB: then wgsl/splitk.wgsl runs a pipeline
+ * without bounds logic (FULL).
+ */
+export function splitkFull(tile: SplitkTile, m: number, rows: number[], cols: number, x4: number): boolean {
+  return m === tile.MB && cols === 4 * x4 && x4 % tile.KC4 === 0 &&
+    rows.every((r) => r % (tile.WG * tile.RW) === 0);
 }
 
 /** What one of the four matrix slots of matvec, matvec1 and gemm binds. */

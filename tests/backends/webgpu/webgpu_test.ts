@@ -15,6 +15,7 @@ import {
   probeWebGpu,
   requestAdapter,
   SCAN_TUNING,
+  splitkFull,
   type SplitkTile,
   splitkTile,
   toHalf,
@@ -1055,7 +1056,7 @@ Deno.test({
         assert.deepEqual(at(17, [768], 384), [32, 128, 1, 16, 24]);
         assert.deepEqual(at(32, [1536], 12), [32, 128, 1, 16, 1]);
         // two rows per thread for the lm_head, a few slices
-        assert.deepEqual(at(32, [50280], 192), [32, 128, 2, 32, 2]);
+        assert.deepEqual(at(32, [50280], 192), [32, 128, 2, 8, 2]);
       },
     );
     // m, d (columns of x), rows of the three matrices on the normed x, a tile instead of
@@ -1068,7 +1069,26 @@ Deno.test({
       [31, 1100, 4099, 13, 3],
       [32, 77, 41, 40, 31],
       [5, 203, 300, 7, 9, { RW: 2, KC4: 8, S: 2 }],
+      // full tiles and chunks, m = MB = 16: the pipelines without bounds logic (FULL), one chunk a slice
+      // (the products' loop over four columns four times in f32, twice in f16) and two chunks with two
+      // rows per thread
+      [16, 256, 256, 128, 128, { RW: 1, KC4: 16, S: 4 }],
+      [16, 256, 256, 256, 512, { RW: 2, KC4: 8, S: 4 }],
     ];
+    await t.step("splitkFull() takes full chunks and tiles with m = MB only", () => {
+      const tile = { MB: 32, WG: 128, RW: 1, KC4: 16, S: 12 };
+      assert.equal(splitkFull(tile, 32, [1536, 1536], 768, 192), true);
+      assert.equal(splitkFull(tile, 31, [1536, 1536], 768, 192), false);
+      assert.equal(splitkFull(tile, 32, [1536, 1500], 768, 192), false);
+      assert.equal(splitkFull(tile, 32, [1536], 766, 192), false);
+      assert.equal(splitkFull(tile, 32, [1536], 720, 180), false);
+      assert.equal(splitkFull({ ...tile, MB: 16, RW: 2, KC4: 8 }, 16, [256, 512], 256, 64), true);
+      // the cases above with full tiles
+      for (const [m, d, o1, o2, o3, t] of cases) {
+        const full = splitkFull({ ...splitkTile(m, [o1, o2, o3], d / 4), ...t }, m, [o1, o2, o3], d, d / 4);
+        assert.equal(full, m === 16, `m ${m}, d ${d}`);
+      }
+    });
     await t.step(
       "linear() takes split-k (two dispatches) for 32 x 768 x 768, matvec for 16 x 768 x 1536 and 32 x 80 x 1536",
       async () => {
