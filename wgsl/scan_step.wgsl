@@ -22,19 +22,20 @@
 // | 1       | y       | read_write | f32    | (b, di)                          |
 // | 2       | x       | read       | f32    | (b, di)                          |
 // | 3       | dt      | read_write | f32    | (b, di)                          |
-// | 4       | A       | read       | f32    | (di, n)                          |
+// | 4       | A       | read       | vec4   | (di, n) as vec4 (whole with Q = 4) |
 // | 5       | B       | read_write | f32    | (b, n), written when XG > 0      |
 // | 6       | C       | read_write | f32    | (b, n), written when XG > 0      |
 // | 7       | D       | read       | f32    | (di)                             |
 // | 8       | z       | read       | f32    | (b, di)                          |
-// | 9       | h       | read_write | f32    | (b, di, n)                       |
+// | 9       | h       | read_write | vec4   | (b, di, n) as vec4 (whole with Q = 4) |
 // | 10      | dt_low  | read_write | f32    | (b, R), when DTPROJ = 1; written when XG > 0 |
-// | 11      | dt_w    | read       | u32    | (di, dt_stride), when DTPROJ = 1 |
+// | 11      | dt_w    | read       | vec4<u32> | (di, dt_stride), when DTPROJ = 1 |
 // | 12      | dt_bias | read       | f32    | (di), when DTPROJ = 1            |
 // | 13      | part    | read       | vec4   | (b, XG, XQ), when XG > 0         |
 //
-// K = N / Q threads per channel (i_b, i_di), each with Q (4 or 1) adjacent states and the products
-// r = lane + K * j (j < RJ = ceil(R / K)) of dt_proj. All global reads are issued first, together
+// K = N / Q threads per channel (i_b, i_di), each with Q (4 or 1) adjacent states (one vec4 of h and A
+// when Q = 4) and the chunks lane + K * j (j < RJ) of dt_proj's row: vec4 of dt_w, 4 values (f32) or
+// 8 (f16) each, RJ = ceil(ceil(R / values) / K). All global reads are issued first, together
 // (the code is written out rather than looped: WGSL loops compile with an iteration bound that keeps
 // drivers from unrolling them); the two sums across the K threads (dt, then y) go through workgroup
 // memory. Dispatch: ceil(b * di / (WG / K)) workgroups over x and y (XG > 0: b * nb). Needs n = N, and r = R when
@@ -63,14 +64,14 @@ override XP: u32 = 1; // (XS + 1) * XQ when XG > 0
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dt: array<f32>;
-@group(0) @binding(4) var<storage, read> A: array<f32>;
+@group(0) @binding(4) var<storage, read> A: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> B: array<f32>;
 @group(0) @binding(6) var<storage, read_write> C: array<f32>;
 @group(0) @binding(7) var<storage, read> D: array<f32>;
 @group(0) @binding(8) var<storage, read> z: array<f32>;
-@group(0) @binding(9) var<storage, read_write> h: array<f32>;
+@group(0) @binding(9) var<storage, read_write> h: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read_write> dt_low: array<f32>;
-@group(0) @binding(11) var<storage, read> dt_w: array<u32>;
+@group(0) @binding(11) var<storage, read> dt_w: array<vec4<u32>>;
 @group(0) @binding(12) var<storage, read> dt_bias: array<f32>;
 @group(0) @binding(13) var<storage, read> part: array<vec4<f32>>;
 
@@ -85,47 +86,52 @@ var<private> lane: u32;
 // XG > 0: the sequence of this workgroup (every thread's, dead or not)
 var<private> x_b: u32;
 
-fn dt_w_at(e: u32) -> f32 {
-  if (F16 == 1u) {
-    return unpack2x16float(dt_w[e >> 1u])[e & 1u];
+/** dt_w's values per vec4: 4 f32, or 8 f16. */
+fn vals() -> u32 {
+  return select(4u, 8u, F16 == 1u);
+}
+
+/**
+ * The vec4 of dt_w (row i_di) of this thread's chunk j of dt_proj (chunk lane + K j of the row; 0 from
+ * RJ on and past r: the index clamped, so that the load is issued whatever the chunk).
+ */
+fn dt_w_chunk(j: u32) -> vec4<u32> {
+  let rc = (R + vals() - 1u) / vals();
+  let cq = lane + j * K;
+  if (j >= RJ) {
+    return vec4<u32>(0u);
   }
-  return bitcast<f32>(dt_w[e]);
+  return select(vec4<u32>(0u), dt_w[i_di * (p.dt_stride / vals()) + min(cq, rc - 1u)], cq < rc);
 }
 
-/** dt_w of this thread's product j of dt_proj (0 past r). */
-fn dt_w_of(j: u32) -> f32 {
-  let i_r = lane + j * K;
-  if (j >= RJ || i_r >= R) {
-    return 0.0;
-  }
-  return dt_w_at(i_di * p.dt_stride + i_r);
-}
-
-/** dt_low of this thread's product j of dt_proj (0 past r). */
-fn dt_low_of(j: u32) -> f32 {
-  let i_r = lane + j * K;
-  if (j >= RJ || i_r >= R) {
-    return 0.0;
-  }
-  return low_at(i_r);
-}
-
-/** dt_w[i_di, r] of products 4 q .. 4 q + 3 of this thread. */
-fn dt_w4(q: u32) -> vec4<f32> {
-  return vec4<f32>(dt_w_of(4u * q), dt_w_of(4u * q + 1u), dt_w_of(4u * q + 2u), dt_w_of(4u * q + 3u));
-}
-
-/** dt_low[i_b, r] of products 4 q .. 4 q + 3 of this thread. */
-fn dt_low4(q: u32) -> vec4<f32> {
-  return vec4<f32>(dt_low_of(4u * q), dt_low_of(4u * q + 1u), dt_low_of(4u * q + 2u), dt_low_of(4u * q + 3u));
-}
-
-/** dt_low[i_b, i_r]: read, or (XG > 0) summed from the partial products. */
-fn low_at(i_r: u32) -> f32 {
+/** dt_low[i_b, v0 .. v0 + 3] (v0 a multiple of 4; 0 past r). */
+fn low4(v0: u32) -> vec4<f32> {
+  let on = v0 + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(R);
   if (XG > 0u) {
-    return xp_at(i_r);
+    return select(vec4<f32>(0.0), xp[XS * xq() + min(v0 / 4u, xq() - 1u)], on);
   }
-  return dt_low[i_b * R + i_r];
+  let b = i_b * R;
+  let v = vec4<f32>(
+    dt_low[b + min(v0, R - 1u)],
+    dt_low[b + min(v0 + 1u, R - 1u)],
+    dt_low[b + min(v0 + 2u, R - 1u)],
+    dt_low[b + min(v0 + 3u, R - 1u)],
+  );
+  return select(vec4<f32>(0.0), v, on);
+}
+
+/** The products of chunk j of dt_proj (its weights wv) added up. */
+fn dt_dot(wv: vec4<u32>, j: u32) -> f32 {
+  if (j >= RJ) {
+    return 0.0;
+  }
+  let v0 = (lane + j * K) * vals();
+  if (F16 == 1u) {
+    let lo = vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y));
+    let hi = vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w));
+    return dot(lo, low4(v0)) + dot(hi, low4(v0 + 4u));
+  }
+  return dot(bitcast<vec4<f32>>(wv), low4(v0));
 }
 
 /** Values 4 q .. 4 q + 3 of (dt_low, B, C) come in a vec4: XQ of them. */
@@ -242,25 +248,25 @@ fn scan_step(
   let an = i_di * N + n0;
   let bn = i_b * N + n0;
   // every global read (with XG > 0: the partial products' after the others)
-  var h4 = vec4<f32>(h[e], 0.0, 0.0, 0.0);
-  var a4 = vec4<f32>(A[an], 0.0, 0.0, 0.0);
+  var h4 = vec4<f32>(h[e / 4u][e % 4u], 0.0, 0.0, 0.0);
+  var a4 = vec4<f32>(A[an / 4u][an % 4u], 0.0, 0.0, 0.0);
   if (Q == 4u) {
-    h4 = vec4<f32>(h4.x, h[e + 1u], h[e + 2u], h[e + 3u]);
-    a4 = vec4<f32>(a4.x, A[an + 1u], A[an + 2u], A[an + 3u]);
+    h4 = h[e / 4u];
+    a4 = A[an / 4u];
   }
   let u = x[idx];
   let zv = z[idx];
   let d_skip = D[i_di];
-  var dw0 = vec4<f32>(0.0);
-  var dw1 = vec4<f32>(0.0);
-  var dw2 = vec4<f32>(0.0);
-  var dw3 = vec4<f32>(0.0);
+  var dw0 = vec4<u32>(0u);
+  var dw1 = vec4<u32>(0u);
+  var dw2 = vec4<u32>(0u);
+  var dw3 = vec4<u32>(0u);
   var bias = 0.0;
   if (DTPROJ == 1u) {
-    dw0 = dt_w4(0u);
-    dw1 = dt_w4(1u);
-    dw2 = dt_w4(2u);
-    dw3 = dt_w4(3u);
+    dw0 = dt_w_chunk(0u);
+    dw1 = dt_w_chunk(1u);
+    dw2 = dt_w_chunk(2u);
+    dw3 = dt_w_chunk(3u);
     bias = dt_bias[i_di];
   }
   if (XG > 0u) {
@@ -287,11 +293,11 @@ fn scan_step(
   }
   var dt_raw = 0.0;
   if (DTPROJ == 1u) {
-    let s01 = dot(dw0, dt_low4(0u)) + dot(dw1, dt_low4(1u));
-    let s23 = dot(dw2, dt_low4(2u)) + dot(dw3, dt_low4(3u));
+    let s01 = dt_dot(dw0, 0u) + dt_dot(dw1, 1u);
+    let s23 = dt_dot(dw2, 2u) + dt_dot(dw3, 3u);
     var s4 = 0.0;
-    for (var j = 16u; j < RJ; j++) {
-      s4 += dt_w_of(j) * dt_low_of(j);
+    for (var j = 4u; j < RJ; j++) {
+      s4 += dt_dot(dt_w_chunk(j), j);
     }
     shares[t] = (s01 + s23) + s4;
     workgroupBarrier();
@@ -307,11 +313,10 @@ fn scan_step(
     prod = (prod + hv.y * c4.y) + (hv.z * c4.z + hv.w * c4.w);
   }
   if (live) {
-    h[e] = hv.x;
     if (Q == 4u) {
-      h[e + 1u] = hv.y;
-      h[e + 2u] = hv.z;
-      h[e + 3u] = hv.w;
+      h[e / 4u] = hv;
+    } else {
+      h[e / 4u][e % 4u] = hv.x;
     }
   }
   var acc = prod;

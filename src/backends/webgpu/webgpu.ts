@@ -2254,7 +2254,8 @@ function scanStepConstants(n: number, wg: number, r: number, f16: boolean): Reco
     K: k,
     DTPROJ: r > 0 ? 1 : 0,
     R: Math.max(r, 1),
-    RJ: r > 0 ? Math.ceil(r / k) : 1,
+    // chunks of dt_proj's row a thread takes (vec4 of 4 f32 or 8 f16 values)
+    RJ: r > 0 ? Math.ceil(Math.ceil(r / (f16 ? 8 : 4)) / k) : 1,
     F16: f16 ? 1 : 0,
   };
 }
