@@ -100,7 +100,7 @@ for (const dtype of dtypes) {
       LINEAR_TUNING.tile = undefined;
       const before = await time();
       LINEAR_TUNING.splitk = "always"; // also where the backend takes matvec
-      const chosen = splitkTile(m, rows, Math.ceil(cols / 8) * 2);
+      const chosen = splitkTile(m, rows, Math.ceil(cols / 8) * 2, dtype === "f16");
       const after = await time();
       const results: [number, SplitkTile][] = [[after, chosen]];
       // the GPU time of each of the two kernels (a pass per dispatch: each inflated by a few us)
@@ -122,6 +122,8 @@ for (const dtype of dtypes) {
         // tiles: threads, rows of w per thread, threads per row (rows of x split), chunk
         const tiles: Partial<SplitkTile>[] = [
           { WG: 128, RW: 1, KC4: 16 },
+          { WG: 128, RW: 1, KC4: 4 * f16 },
+          { WG: 128, RW: 2, KC4: 4 * f16 },
           { WG: 128, RW: 1, KC4: 8 * f16 },
           { WG: 128, RW: 2, KC4: 8 * f16 },
           { WG: 256, RW: 1, KC4: 16 },

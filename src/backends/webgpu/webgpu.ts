@@ -784,7 +784,7 @@ export class WebGpuBackend implements Backend {
   #splitk(pl: PendingLinear): [Dispatch, Dispatch] {
     const x4 = pl.stride / 4;
     const rows = pl.items.map((it) => it.rows);
-    const tile = { ...splitkTile(pl.m, rows, x4), ...LINEAR_TUNING.tile };
+    const tile = { ...splitkTile(pl.m, rows, x4, pl.packed === "f16"), ...LINEAR_TUNING.tile };
     const { MB, WG, KC4, S, RW } = tile;
     const wc = pl.packed === "f16" ? KC4 / 2 : KC4;
     if (RW * wc > 16 || KC4 % 2 !== 0 || (wc > 1 && wc % 2 !== 0)) {
@@ -2085,15 +2085,27 @@ const SPLITK_MAX_SLICES = 12;
  * / 18.9 with 24 slices against 23.9 / 28 with 12. A register-blocked first phase (4 x 4 sums a thread,
  * 64 rows a workgroup, tried and removed) was at best 0.3 to 0.6 us faster on out_proj and no faster
  * on in_proj (2 x 1536 x 768: 25.5 / 24.6 with 12 slices). Issuing all of a chunk's weight loads
- * before x is staged, fused multiply-adds and a FULL pipeline made the first phase 2 to 4 us faster
- * (in_proj 23.1 / 21.6 us a product, out_proj 17.8 / about 18, m = 8 in_proj 13.7 / 12.8, out_proj
- * 11.9 / 10.7). Where the rest goes (in_proj f32, m = 32, profiled first phase 20.6 us, ~2.7 of it
- * the profiling's own pass): without the weight loads 16.6, with 1/8 of the workgroup-memory reads
+ * before x is staged, fused multiply-adds and a FULL pipeline: in f16, in_proj 24.7 -> 22.7 us a
+ * product, out_proj 18.8 -> 17.7, the lm_head 167 -> 139 (chunks of 8); in f32 with chunks of 4 (see
+ * SPLITK_MAX_SLICES_ROWS_F32), in_proj 25.6 -> 21.1, out_proj 19.9 -> 18.3, the lm_head 155 -> 160;
+ * at m = 8 and 4 within 1 us of before, but the f32 lm_head (96 -> 106 at m = 8). One run, before
+ * and after, `bench/splitk.ts --m 32,8,4 --only in_proj,out_proj,lm_head`. Where the rest goes
+ * (in_proj f32, m = 32, chunks of 16, profiled first phase 20.6 us, ~2.7 of it the profiling's own
+ * pass, the helper's measurement): without the weight loads 16.6, with 1/8 of the workgroup-memory reads
  * 18.5, without both 13.3; the 2048 fused multiply-adds a thread and the dispatch remain. More rows of
  * w per thread (2, or 4 with the 32 rows of x split over two threads), 64 or 256 threads and other
- * slice counts were no faster; lm_head: 2 rows a thread and chunks of 8 vec4 the best (161 / 128 us).
+ * slice counts were no faster; lm_head in f16: 2 rows a thread and chunks of 8 vec4 the best.
  */
 const SPLITK_MAX_SLICES_ROWS = 24;
+/**
+ * With f32 weights and one row a thread, chunks of 4 vec4 and at most this many slices. On an H100
+ * (bench/splitk.ts --m 32 --dtype f32 --sweep --rounds 2, us a product, both dispatches): in_proj 21.3
+ * with chunks of 4 and 16 slices against 31.5 with one chunk of 16 (12 slices); out_proj 20.6 with 48
+ * slices against 21.6; the lm_head 159 with chunks of 4 (2 rows a thread, 2 slices) against 248 with
+ * chunks of 8. A thread holds a chunk's weights in registers, and 16 vec4 of f32 cost the threads an
+ * SM can keep.
+ */
+const SPLITK_MAX_SLICES_ROWS_F32 = 48;
 /** The split-k kernels give each thread two output rows from this many tiles of rows on. */
 const SPLITK_RW2_TILES = 192;
 
@@ -2120,12 +2132,13 @@ export const LINEAR_TUNING: { splitk: "auto" | "always" | "never"; tile?: Partia
 
 /**
  * The split-k tile for m (2..32) rows of x times matrices of `rows` rows and x4 vec4 of columns, MB
- * the power of two from 4 that covers m. For large matrices (the lm_head), the kernel of a thread
- * per output row with two rows each, chunks of 8 vec4 and S slices of k, as many as make
- * SPLITK_MIN_GROUPS workgroups, SPLITK_MAX_SLICES at most. Otherwise that kernel with one row per
- * thread and slices of one chunk of 16 vec4 (SPLITK_MAX_SLICES_ROWS at most).
+ * the power of two from 4 that covers m; `f16`: the weights are f16 pairs. For large matrices (the
+ * lm_head), two output rows a thread, chunks of 8 vec4 in f16 and 4 in f32, and S slices of k, as many
+ * as make SPLITK_MIN_GROUPS workgroups, SPLITK_MAX_SLICES at most. Otherwise one row a thread: in f16,
+ * slices of one chunk of 16 vec4 (SPLITK_MAX_SLICES_ROWS at most); in f32, chunks of 4 vec4 and as many
+ * slices as make SPLITK_MIN_GROUPS workgroups (SPLITK_MAX_SLICES_ROWS_F32 at most).
  */
-export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
+export function splitkTile(m: number, rows: number[], x4: number, f16 = false): SplitkTile {
   let MB = 4;
   while (MB < m) MB *= 2;
   const WG = 128;
@@ -2133,8 +2146,10 @@ export function splitkTile(m: number, rows: number[], x4: number): SplitkTile {
   const slices = (KC4: number, tiles: number, most: number) =>
     Math.max(1, Math.min(Math.ceil(x4 / KC4), Math.ceil(SPLITK_MIN_GROUPS / tiles), most));
   if (tilesOf(WG) >= SPLITK_RW2_TILES) {
-    return { MB, WG, RW: 2, KC4: 8, S: slices(8, tilesOf(2 * WG), SPLITK_MAX_SLICES) };
+    const KC4 = f16 ? 8 : 4;
+    return { MB, WG, RW: 2, KC4, S: slices(KC4, tilesOf(2 * WG), SPLITK_MAX_SLICES) };
   }
+  if (!f16) return { MB, WG, RW: 1, KC4: 4, S: slices(4, tilesOf(WG), SPLITK_MAX_SLICES_ROWS_F32) };
   return { MB, WG, RW: 1, KC4: 16, S: Math.max(1, Math.min(Math.ceil(x4 / 16), SPLITK_MAX_SLICES_ROWS)) };
 }
 

@@ -1045,18 +1045,25 @@ Deno.test({
     await t.step(
       "splitkTile() covers m with 4..32 rows and cuts k into slices while workgroups are few",
       () => {
-        const at = (m: number, rows: number[], x4: number) => {
-          const { MB, WG, RW, KC4, S } = splitkTile(m, rows, x4);
+        const at = (m: number, rows: number[], x4: number, f16: boolean) => {
+          const { MB, WG, RW, KC4, S } = splitkTile(m, rows, x4, f16);
           return [MB, WG, RW, KC4, S];
         };
-        // a thread per output row, slices of one chunk of 16 vec4 (at most 24)
-        assert.deepEqual(at(2, [1536, 1536], 192), [4, 128, 1, 16, 12]);
-        assert.deepEqual(at(32, [1536, 1536], 192), [32, 128, 1, 16, 12]);
-        assert.deepEqual(at(16, [768], 384), [16, 128, 1, 16, 24]);
-        assert.deepEqual(at(17, [768], 384), [32, 128, 1, 16, 24]);
-        assert.deepEqual(at(32, [1536], 12), [32, 128, 1, 16, 1]);
-        // two rows per thread for the lm_head, a few slices
-        assert.deepEqual(at(32, [50280], 192), [32, 128, 2, 8, 2]);
+        // f16: a thread per output row, slices of one chunk of 16 vec4 (at most 24)
+        assert.deepEqual(at(2, [1536, 1536], 192, true), [4, 128, 1, 16, 12]);
+        assert.deepEqual(at(32, [1536, 1536], 192, true), [32, 128, 1, 16, 12]);
+        assert.deepEqual(at(16, [768], 384, true), [16, 128, 1, 16, 24]);
+        assert.deepEqual(at(17, [768], 384, true), [32, 128, 1, 16, 24]);
+        assert.deepEqual(at(32, [1536], 12, true), [32, 128, 1, 16, 1]);
+        // f32: a thread per output row, chunks of 4 vec4, slices until 384 workgroups (at most 48)
+        assert.deepEqual(at(2, [1536, 1536], 192, false), [4, 128, 1, 4, 16]);
+        assert.deepEqual(at(32, [1536, 1536], 192, false), [32, 128, 1, 4, 16]);
+        assert.deepEqual(at(16, [768], 384, false), [16, 128, 1, 4, 48]);
+        assert.deepEqual(at(17, [768], 384, false), [32, 128, 1, 4, 48]);
+        assert.deepEqual(at(32, [1536], 12, false), [32, 128, 1, 4, 3]);
+        // two rows per thread for the lm_head, a few slices, chunks of 8 vec4 in f16 and 4 in f32
+        assert.deepEqual(at(32, [50280], 192, true), [32, 128, 2, 8, 2]);
+        assert.deepEqual(at(32, [50280], 192, false), [32, 128, 2, 4, 2]);
       },
     );
     // m, d (columns of x), rows of the three matrices on the normed x, a tile instead of
