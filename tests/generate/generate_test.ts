@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { loadModel, type Model } from "../../mod.ts";
+import type { Tensor } from "../../src/backends/backend.ts";
+import { decode } from "../../src/generate/generate.ts";
+import type { Network } from "../../src/model/network.ts";
 
 const SHAKESPEARE = new URL("../../models/shakespeare-bytes/", import.meta.url);
 const quiet = { backend: "js" as const, log: () => {} };
@@ -92,5 +95,40 @@ Deno.test("generateIds() honours maxNewTokens, stopIds and eos", async () => {
     const stopAt = ids[7];
     const stopped = (await model.generateIds([prompt], { maxNewTokens: 25, stopIds: [stopAt] }))[0];
     assert.deepEqual(stopped, ids.slice(0, ids.indexOf(stopAt) + 1));
+  });
+});
+
+Deno.test("decode() on a backend that reads several steps at once: cycles of 4, 8, 16, then 32 steps, the same ids", async () => {
+  await withModel(async (model) => {
+    const inner = model.network, real = inner.backend;
+    const prompts = [model.tokenizer.encode("ROMEO:\n"), model.tokenizer.encode("JULIET:\n")];
+    const want = await model.generateIds(prompts, { maxNewTokens: 100, ignoreEos: true });
+    // the js backend as if its reads cost a round trip (webgpu's stepsPerRead), counting its reads
+    let reads = 0;
+    const be = new Proxy(real, {
+      get(target, key) {
+        if (key === "stepsPerRead") return 32;
+        if (key === "readIds") return (t: Tensor) => (reads++, target.readIds(t));
+        const v = Reflect.get(target, key);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const net = {
+      backend: be,
+      config: inner.config,
+      run: inner.run.bind(inner),
+      head: inner.head.bind(inner),
+      newState: inner.newState.bind(inner),
+    } as unknown as Network;
+    const sizes: number[] = [];
+    const got: number[][] = [[], []];
+    for await (const chunk of decode(net, prompts, { maxNewTokens: 100, ignoreEos: true })) {
+      sizes.push(chunk.ids[0].length);
+      chunk.ids.forEach((ids, i) => got[i].push(...ids));
+    }
+    // the first sampled ids (after the prefill), then cycles growing to stepsPerRead
+    assert.deepEqual(sizes, [1, 4, 8, 16, 32, 32, 7]);
+    assert.equal(reads, sizes.length);
+    assert.deepEqual(got, want);
   });
 });
