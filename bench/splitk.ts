@@ -118,22 +118,25 @@ for (const dtype of dtypes) {
       const kernels = await profile();
       if (sweep) {
         const x4 = Math.ceil(cols / 8) * 2;
-        const f16 = dtype === "f16" ? 2 : 1;
-        // tiles: threads, rows of w per thread, threads per row (rows of x split), chunk
-        const tiles: Partial<SplitkTile>[] = [
+        // chunks of 4 and 8 vec4<u32> of weights a row: 4 and 8 vec4 of x in f32, 8 and 16 in f16
+        const per = dtype === "f16" ? 2 : 1;
+        // tiles: threads, rows of w per thread, chunk (vec4 of x); each once (16 is also 8 * 2 in f16)
+        const tiles = [
           { WG: 128, RW: 1, KC4: 16 },
-          { WG: 128, RW: 1, KC4: 4 * f16 },
-          { WG: 128, RW: 2, KC4: 4 * f16 },
-          { WG: 128, RW: 1, KC4: 8 * f16 },
-          { WG: 128, RW: 2, KC4: 8 * f16 },
+          { WG: 128, RW: 1, KC4: 4 * per },
+          { WG: 128, RW: 2, KC4: 4 * per },
+          { WG: 128, RW: 1, KC4: 8 * per },
+          { WG: 128, RW: 2, KC4: 8 * per },
           { WG: 256, RW: 1, KC4: 16 },
           { WG: 64, RW: 1, KC4: 16 },
-        ];
+        ].filter((t, i, all) =>
+          all.findIndex((u) => u.RW === t.RW && u.KC4 === t.KC4 && u.WG === t.WG) === i
+        );
         for (const t of tiles) {
-          const tileRows = t.WG! * t.RW!;
+          const tileRows = t.WG * t.RW;
           const tilesN = rows.reduce((a, r) => a + Math.ceil(r / tileRows), 0);
           for (const S of [2, 3, 4, 6, 8, 12, 16, 24, 48]) {
-            if (S > Math.ceil(x4 / t.KC4!) || (S - 1) * t.KC4! >= x4) continue;
+            if (S > Math.ceil(x4 / t.KC4) || (S - 1) * t.KC4 >= x4) continue;
             if (tilesN * S < 100 || tilesN * S > 1600) continue;
             const tile = { ...chosen, ...t, S };
             LINEAR_TUNING.tile = tile;

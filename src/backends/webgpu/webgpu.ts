@@ -784,9 +784,10 @@ export class WebGpuBackend implements Backend {
   #splitk(pl: PendingLinear): [Dispatch, Dispatch] {
     const x4 = pl.stride / 4;
     const rows = pl.items.map((it) => it.rows);
-    const tile = { ...splitkTile(pl.m, rows, x4, pl.packed === "f16"), ...LINEAR_TUNING.tile };
+    const f16 = pl.packed === "f16";
+    const tile = { ...splitkTile(pl.m, rows, x4, f16), ...LINEAR_TUNING.tile };
     const { MB, WG, KC4, S, RW } = tile;
-    const wc = pl.packed === "f16" ? KC4 / 2 : KC4;
+    const wc = f16 ? KC4 / 2 : KC4;
     if (RW * wc > 16 || KC4 % 2 !== 0 || (wc > 1 && wc % 2 !== 0)) {
       const held = `${RW * wc} vec4 of weights a thread (KC4 ${KC4})`;
       throw new ConfigError(
@@ -795,9 +796,8 @@ export class WebGpuBackend implements Backend {
     }
     const l4 = Math.ceil(x4 / S / KC4) * KC4;
     const nsl = Math.ceil(x4 / l4);
-    const tileRows = WG * RW;
-    const { os, starts, hasBias, total } = groupsOf(pl, tileRows);
-    const full = splitkFull(tile, pl.m, pl.items.map((it) => it.rows), pl.cols, x4);
+    const { os, starts, hasBias, total } = groupsOf(pl, WG * RW);
+    const full = splitkFull(tile, pl.m, rows, pl.cols, x4);
     const cols = [0, 0, 0, 0];
     let t = 0;
     for (let j = 0; j < pl.items.length; j++) {
@@ -815,7 +815,7 @@ export class WebGpuBackend implements Backend {
     const hasNorm = pl.norm ? 1 : 0;
     const first = this.#prepare(
       "splitk",
-      { WG, MB, KC4, RW, F16: pl.packed === "f16" ? 1 : 0, FULL: full ? 1 : 0 },
+      { WG, MB, KC4, RW, F16: f16 ? 1 : 0, FULL: full ? 1 : 0 },
       [x, ...ws, nw, scratch],
       [...os, ...starts, ...cols, pl.m, pl.cols, x4, n, hasNorm, nsl, l4, t, total],
       "uuuuuuuuuuuuuuuuuuuuu",
